@@ -1,0 +1,69 @@
+"""Input checks shared by every public function: fail early, say what was wrong and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+
+def as_dense(matrix) -> np.ndarray:
+    """Return ``matrix`` (dense or scipy sparse) as a dense float32 numpy array."""
+    if sp.issparse(matrix):
+        matrix = matrix.toarray()
+    return np.asarray(matrix, dtype=np.float32)
+
+
+def require_nonempty(adata: ad.AnnData, *, what: str = "adata") -> None:
+    """Raise if ``adata`` has no cells or no genes."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"{what} is empty ({adata.n_obs} cells x {adata.n_vars} genes).")
+
+
+def require_obs_keys(adata: ad.AnnData, keys: Iterable[str], *, what: str = "adata") -> None:
+    """Raise if any of ``keys`` is not a column of ``adata.obs``."""
+    missing = [key for key in keys if key not in adata.obs.columns]
+    if missing:
+        known = ", ".join(map(repr, adata.obs.columns)) or "none"
+        raise KeyError(f"{what}.obs has no column {', '.join(map(repr, missing))}; columns present: {known}.")
+
+
+def require_value(adata: ad.AnnData, key: str, value: str, *, what: str = "adata") -> None:
+    """Raise if no cell of ``adata`` has ``obs[key] == value``; the message lists the known values."""
+    require_obs_keys(adata, [key], what=what)
+    values = adata.obs[key].astype(str)
+    if not (values == value).any():
+        known = ", ".join(repr(v) for v in sorted(values.unique()))
+        raise ValueError(f"{value!r} not found in {what}.obs[{key!r}]; known values: {known}.")
+
+
+def require_finite(adata: ad.AnnData, *, what: str = "adata") -> None:
+    """Raise if the expression matrix holds NaN or infinite values."""
+    data = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+    if not np.all(np.isfinite(data)):
+        n_bad = int(np.size(data) - np.isfinite(data).sum())
+        raise ValueError(f"{what}.X holds {n_bad} NaN or infinite values; clean or impute them first.")
+
+
+def looks_like_counts(matrix) -> bool:
+    """True when the matrix looks like raw UMI counts: only non-negative integers and a maximum above 50.
+
+    Log-normalised expression (``normalize_total`` then ``log1p``) rarely exceeds 10 and is not integral.
+    """
+    data = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
+    if data.size == 0:
+        return False
+    sample = data[: min(data.size, 200_000)]
+    return bool(sample.max() > 50 and np.all(sample >= 0) and np.allclose(sample, np.round(sample)))
+
+
+def require_log_normalised(adata: ad.AnnData, *, what: str = "adata") -> None:
+    """Raise if ``adata.X`` looks like raw counts where log-normalised expression is expected."""
+    if looks_like_counts(adata.X):
+        raise ValueError(
+            f"{what}.X looks like raw counts (non-negative integers, max {adata.X.max():.0f}); models and "
+            "metrics expect log-normalised expression. Run course_lib.preprocessing.preprocess first "
+            "(it keeps the counts in layers['counts'])."
+        )

