@@ -116,19 +116,41 @@ def subsample(
     fraction: float,
     *,
     groupby: tuple[str, ...] = ("condition", "cell_type"),
+    only: np.ndarray | None = None,
     seed: int = 0,
 ) -> ad.AnnData:
-    """Keep ``fraction`` of the cells of each ``groupby`` group (at least one per group), drawn with ``seed``.
+    """Keep ``round(fraction * n)`` cells (at least one) of every ``groupby`` group, drawn with ``seed``.
 
     Stratifying keeps the make-up of the data, so a small run still holds every cell type and condition.
+    ``only`` (a boolean mask) restricts the thinning to those cells; the others are all kept.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+    only = np.ones(adata.n_obs, dtype=bool) if only is None else np.asarray(only, dtype=bool)
     rng = np.random.default_rng(seed)
     keys = adata.obs[list(groupby)].astype(str).agg("|".join, axis=1).to_numpy()
-    chosen = []
-    for key in np.unique(keys):
-        members = np.flatnonzero(keys == key)
+    chosen = [np.flatnonzero(~only)]
+    for key in np.unique(keys[only]):
+        members = np.flatnonzero((keys == key) & only)
         n_keep = max(1, round(fraction * members.size))
         chosen.append(rng.choice(members, size=n_keep, replace=False))
     return adata[np.sort(np.concatenate(chosen))].copy()
+
+
+def imbalance(
+    adata: ad.AnnData,
+    *,
+    stim_fraction: float = 0.2,
+    condition_key: str = "condition",
+    cell_type_key: str = "cell_type",
+    stim_key: str = "stimulated",
+    seed: int = 0,
+) -> ad.AnnData:
+    """Imbalanced variant: every control cell, but only ``stim_fraction`` of each type's stimulated cells.
+
+    Real perturbation experiments rarely sample both conditions evenly; this variant lets a chapter ask
+    whether a model's ranking survives that.
+    """
+    require_value(adata, condition_key, stim_key)
+    is_stim = adata.obs[condition_key].astype(str).to_numpy() == stim_key
+    return subsample(adata, stim_fraction, groupby=(condition_key, cell_type_key), only=is_stim, seed=seed)

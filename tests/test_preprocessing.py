@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from course_lib.datasets import synthetic_perturbation
-from course_lib.preprocessing import holdout, holdout_mask, preprocess, subsample
+from course_lib.preprocessing import holdout, holdout_mask, imbalance, preprocess, subsample
 
 
 @pytest.fixture
@@ -81,3 +81,12 @@ def test_bad_fit_on_mask_is_rejected(counts):
         preprocess(counts, fit_on=np.zeros(counts.n_obs, dtype=bool))
     with pytest.raises(ValueError, match="empty"):
         preprocess(ad.AnnData(np.zeros((0, 5), dtype=np.float32)))
+
+
+def test_imbalance_keeps_all_controls_and_an_exact_fifth_of_each_types_stimulated_cells(synthetic):
+    result = imbalance(synthetic, seed=2)
+    before = synthetic.obs.groupby(["condition", "cell_type"], observed=True).size()
+    after = result.obs.groupby(["condition", "cell_type"], observed=True).size()
+    np.testing.assert_array_equal(after["control"], before["control"])
+    np.testing.assert_array_equal(after["stimulated"], np.round(0.2 * before["stimulated"].to_numpy()))
+    assert list(imbalance(synthetic, seed=2).obs_names) == list(result.obs_names)
