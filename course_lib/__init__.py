@@ -9,6 +9,11 @@ preprocessing
 annotation
     Marker-based cell-type annotation in a representation shared by both conditions, and its agreement
     with published labels.
+metrics
+    Every evaluation of a prediction (R2 of means, delta metrics, energy distance, DEG overlap, ...) and
+    ``evaluate``, which returns them for many models as one tidy table.
+plotting
+    The course's figures and its colour-blind-safe palette.
 """
 
 __version__ = "0.1.0"

@@ -67,3 +67,35 @@ def require_log_normalised(adata: ad.AnnData, *, what: str = "adata") -> None:
             "metrics expect log-normalised expression. Run course_lib.preprocessing.preprocess first "
             "(it keeps the counts in layers['counts'])."
         )
+
+
+def require_same_genes(
+    adata: ad.AnnData, reference: ad.AnnData, *, what: str = "adata", reference_what: str = "reference"
+) -> None:
+    """Raise unless ``adata`` has exactly the genes of ``reference``, in the same order.
+
+    The message says which genes are missing or extra (the first five of each), or that only the order
+    differs and how to fix it.
+    """
+    if adata.var_names.equals(reference.var_names):
+        return
+    missing = reference.var_names.difference(adata.var_names)
+    extra = adata.var_names.difference(reference.var_names)
+    if missing.empty and extra.empty:
+        raise ValueError(
+            f"{what} has the genes of {reference_what} in another order (or with repeats); "
+            f"select them in order with {what}[:, {reference_what}.var_names]."
+        )
+
+    def examples(genes) -> str:
+        return ", ".join(map(repr, genes[:5])) + (", ..." if len(genes) > 5 else "")
+
+    parts = []
+    if not missing.empty:
+        parts.append(f"{len(missing)} gene(s) of {reference_what} are missing ({examples(missing)})")
+    if not extra.empty:
+        parts.append(f"{len(extra)} gene(s) are not in {reference_what} ({examples(extra)})")
+    raise ValueError(
+        f"{what} and {reference_what} have different genes: {'; '.join(parts)}. "
+        "Predict and evaluate on the same genes (the same preprocessing of the same data)."
+    )
