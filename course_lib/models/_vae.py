@@ -1,0 +1,396 @@
+"""The VAE training core that scGen and scPRAM share: one network shape, one loss, one training loop.
+
+Both models are Gaussian VAEs with a standard normal prior and a unit-variance Gaussian likelihood;
+they differ in their layers, KL weight, input noise and optimiser settings, which a subclass of
+:class:`VAEModel` declares, and in how they predict.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_lib._model_base import PerturbationModel
+from course_lib._validation import as_dense
+
+WEIGHTS_FILE = "weights.pt"
+HISTORY_FILE = "history.csv"
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "train_reconstruction",
+    "val_reconstruction",
+    "train_kl",
+    "val_kl",
+)
+_EVAL_BATCH = 4096
+_LOSS_NAMES = ("loss", "reconstruction", "kl")
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the first CUDA GPU if there is one, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def mlp(
+    n_in: int,
+    hidden: Sequence[int],
+    n_out: int,
+    *,
+    activation: Callable[[], nn.Module],
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    output_activation: Callable[[], nn.Module] | None = None,
+) -> nn.Sequential:
+    """``n_in -> hidden[0] -> ... -> hidden[-1] -> n_out``.
+
+    Each hidden block is ``Linear -> [BatchNorm1d(momentum 0.01, eps 1e-3)] -> activation ->
+    [Dropout]``; the last layer is a plain ``Linear``, followed by ``output_activation`` if given.
+    """
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip([n_in, *hidden[:-1]], hidden, strict=True):
+        layers.append(nn.Linear(width_in, width_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width_out, momentum=0.01, eps=1e-3))
+        layers.append(activation())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(hidden[-1] if hidden else n_in, n_out))
+    if output_activation is not None:
+        layers.append(output_activation())
+    return nn.Sequential(*layers)
+
+
+class GaussianVAE(nn.Module):
+    """A VAE with prior N(0, I), Gaussian posterior and unit-variance Gaussian likelihood.
+
+    Parameters
+    ----------
+    encoder
+        Maps expression (cells x genes) to ``2 * n_latent`` columns: the posterior mean ``mu``, then
+        the log-variance ``h``; the variance is ``exp(h) + min_variance``.
+    decoder
+        Maps latent codes to expression.
+    kl_weight
+        Weight ``beta`` of the KL term.
+    noise_rate
+        Denoising: in training mode the encoder reads ``x + noise_rate * N(0, 1)`` (the loss still
+        compares with the clean ``x``).
+    min_variance
+        Floor added to the posterior variance.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        *,
+        kl_weight: float,
+        noise_rate: float = 0.0,
+        min_variance: float = 0.0,
+    ):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.kl_weight, self.noise_rate, self.min_variance = kl_weight, noise_rate, min_variance
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and variance of every cell."""
+        mu, log_var = self.encoder(x).float().chunk(2, dim=1)
+        return mu, log_var.exp() + self.min_variance
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).float()
+
+    @staticmethod
+    def sample(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """``z = mu + sqrt(var) * eps`` with ``eps ~ N(0, I)`` (the reparameterisation trick)."""
+        return mu + var.sqrt() * torch.randn_like(mu)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Negative ELBO of a minibatch, up to constants, as a mean over its cells.
+
+        ``loss = mean_cells(0.5 * SSE + 0.5 * kl_weight * KL)`` with ``SSE = sum_genes (x - x_hat)^2``
+        and ``KL = 0.5 * sum_latent(var + mu^2 - 1 - log var)`` against N(0, I). Averaging over cells
+        (not summing) keeps the effective KL weight independent of the batch size.
+        """
+        noisy = x + self.noise_rate * torch.randn_like(x) if self.training and self.noise_rate else x
+        mu, var = self.encode(noisy)
+        x_hat = self.decode(self.sample(mu, var))
+        reconstruction = (x - x_hat).square().sum(dim=1).mean()
+        kl = 0.5 * (var + mu.square() - 1 - var.log()).sum(dim=1).mean()
+        return {
+            "loss": 0.5 * reconstruction + 0.5 * self.kl_weight * kl,
+            "reconstruction": reconstruction,
+            "kl": kl,
+        }
+
+
+def _history_frame(rows) -> pd.DataFrame:
+    """Training history: one row per epoch, columns :data:`HISTORY_COLUMNS`, integer epochs."""
+    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(float).astype({"epoch": int})
+
+
+def _adam(parameters, **settings) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters) where the device supports it."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, fused=True, **settings)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(parameters, **settings)
+
+
+class VAEModel(PerturbationModel):
+    """A model with a :class:`GaussianVAE` inside: the one training loop, seeding, devices, saving.
+
+    Subclasses set :attr:`optimizer` and :attr:`max_grad_norm` and implement :meth:`_build_module`.
+
+    Parameters
+    ----------
+    adata, hyperparameters, **options
+        See :class:`~course_lib._model_base.PerturbationModel`.
+    device
+        Where to train and predict; default the first CUDA GPU if there is one, else the CPU.
+    """
+
+    optimizer: ClassVar[Mapping[str, float]]
+    """Adam settings (``lr``, ``weight_decay``, ``eps``) of the reference implementation."""
+    max_grad_norm: ClassVar[float | None] = None
+    """Clip the gradient to this global norm before each step (``None``: no clipping)."""
+
+    def __init__(
+        self,
+        adata,
+        *,
+        hyperparameters: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        **options,
+    ):
+        super().__init__(adata, hyperparameters=hyperparameters, **options)
+        self.device = pick_device(device)
+        with self._torch_seed("init"):
+            self.module: GaussianVAE = self._build_module().to(self.device)
+        self.history = _history_frame([])
+        self.is_trained = False
+
+    def _build_module(self) -> GaussianVAE:
+        raise NotImplementedError
+
+    @contextmanager
+    def _torch_seed(self, purpose: str) -> Iterator[None]:
+        """Run a block with torch's global generators seeded for ``purpose``, then restore them.
+
+        Dropout and ``randn_like`` draw from the global generators; forking them keeps the model
+        reproducible without changing the caller's random state.
+        """
+        cuda = self.device.type == "cuda"
+        devices = [self.device.index or 0] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(self._seed_sequence(purpose).generate_state(1)[0]))
+            yield
+
+    # -- training ------------------------------------------------------------------------------------
+
+    def train(
+        self,
+        n_epochs: int = 100,
+        *,
+        batch_size: int = 128,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        patience: int | None = 5,
+        validation_fraction: float = 0.1,
+        bf16: bool = False,
+        verbose: bool = True,
+        on_epoch_end: Callable[[int, Mapping[str, float]], None] | None = None,
+    ) -> Self:
+        """Train with Adam on shuffled minibatches; stop early when the validation loss stalls.
+
+        A random ``validation_fraction`` of the training cells (fixed per seed) is held back; after each
+        epoch the loss on it (eval mode: no dropout or input noise, BatchNorm running statistics) is
+        recorded. Training stops after ``patience`` epochs without a new best validation loss, and the
+        weights of the best epoch are restored. Calling ``train`` again continues from the current
+        weights with a fresh optimiser.
+
+        Parameters
+        ----------
+        n_epochs
+            Passes over the training cells.
+        batch_size
+            Cells per minibatch. A last minibatch of one cell is skipped (BatchNorm needs two).
+        lr, weight_decay
+            Adam's learning rate and L2 weight decay; default the model's :attr:`optimizer` settings.
+        patience
+            Epochs without improvement before stopping; ``None`` never stops early.
+        validation_fraction
+            Share of cells held back for the validation loss; 0 trains on all of them (and never stops
+            early).
+        bf16
+            Run the forward and backward passes under bfloat16 autocast (faster on CPUs and GPUs that
+            support it; the loss, the optimiser and predictions stay in float32).
+        verbose
+            Show a progress bar with the epoch and the losses.
+        on_epoch_end
+            Called as ``on_epoch_end(epoch, row)`` after every epoch with that epoch's row of
+            :attr:`history` as a dict; an exception it raises (e.g. ``optuna.TrialPruned``) ends training
+            and propagates, with the best weights so far restored.
+        """
+        if n_epochs < 1 or batch_size < 1:
+            raise ValueError(f"n_epochs ({n_epochs}) and batch_size ({batch_size}) must be at least 1.")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be at least 1 (or None for no early stopping), not {patience}.")
+        if not 0 <= validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), not {validation_fraction}.")
+        n_cells = self.adata.n_obs
+        order = self._rng("split").permutation(n_cells)
+        n_val = round(validation_fraction * n_cells)
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        if train_idx.size < 2:
+            raise ValueError(f"{train_idx.size} training cell(s) left after the validation split; need 2.")
+        settings = {**self.optimizer}
+        settings.update({k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None})
+        optimizer = _adam(self.module.parameters(), **settings)
+        X = torch.from_numpy(self.X).to(self.device)
+        X_val = X[torch.from_numpy(val_idx).to(self.device)]
+        first_epoch = len(self.history)
+        best_loss, best_state, stale = math.inf, None, 0
+        rng = self._rng(f"shuffle:{first_epoch}")
+        rows = []
+        bar = tqdm(
+            range(first_epoch, first_epoch + n_epochs), desc=self.name, unit="epoch", disable=not verbose
+        )
+        try:
+            with self._torch_seed(f"train:{first_epoch}"):
+                for epoch in bar:
+                    shuffled = torch.from_numpy(rng.permutation(train_idx)).to(self.device)
+                    train_losses = self._train_epoch(X, shuffled, optimizer, batch_size, bf16)
+                    val_losses = self._validation_losses(X_val)
+                    row = {"epoch": epoch}
+                    for stage, values in (("train", train_losses), ("val", val_losses)):
+                        row.update(
+                            {f"{stage}_{key}": value for key, value in zip(_LOSS_NAMES, values, strict=True)}
+                        )
+                    rows.append(row)
+                    bar.set_postfix(train_loss=f"{row['train_loss']:.4g}", val_loss=f"{row['val_loss']:.4g}")
+                    if row["val_loss"] < best_loss:
+                        best_loss, stale = row["val_loss"], 0
+                        best_state = copy.deepcopy(self.module.state_dict())
+                    else:
+                        stale += 1
+                    if on_epoch_end is not None:
+                        on_epoch_end(epoch, dict(row))
+                    if patience is not None and n_val and stale >= patience:
+                        break
+        finally:
+            bar.close()
+            self.history = _history_frame([*self.history.to_dict("records"), *rows])
+            if best_state is not None:
+                self.module.load_state_dict(best_state)
+            self.module.eval()
+            self.is_trained = self.is_trained or bool(rows)
+        return self
+
+    def _train_epoch(
+        self,
+        X: torch.Tensor,
+        order: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        batch_size: int,
+        bf16: bool,
+    ) -> list[float]:
+        """One pass over the cells ``X[order]`` in minibatches; mean loss, reconstruction and KL per cell."""
+        self.module.train()
+        totals, n_seen = torch.zeros(len(_LOSS_NAMES), device=self.device), 0
+        for start in range(0, order.numel(), batch_size):
+            batch = X[order[start : start + batch_size]]
+            if batch.shape[0] < 2:
+                continue
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                losses = self.module.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if self.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
+            optimizer.step()
+            totals += torch.stack([losses[key].detach() for key in _LOSS_NAMES]) * batch.shape[0]
+            n_seen += batch.shape[0]
+        return (totals / n_seen).tolist()
+
+    @torch.no_grad()
+    def _validation_losses(self, X_val: torch.Tensor) -> list[float]:
+        """Mean loss, reconstruction and KL per cell over the validation cells in eval mode (NaN if none)."""
+        if X_val.shape[0] == 0:
+            return [math.nan] * len(_LOSS_NAMES)
+        self.module.eval()
+        totals = torch.zeros(len(_LOSS_NAMES), device=self.device)
+        for start in range(0, X_val.shape[0], _EVAL_BATCH):
+            batch = X_val[start : start + _EVAL_BATCH]
+            losses = self.module.loss(batch)
+            totals += torch.stack([losses[key] for key in _LOSS_NAMES]) * batch.shape[0]
+        return (totals / X_val.shape[0]).tolist()
+
+    # -- latent space ------------------------------------------------------------------------------
+
+    def _require_trained(self) -> None:
+        if not self.is_trained:
+            raise RuntimeError(
+                f"{type(self).__name__} is not trained yet; call train() (or load a saved model)."
+            )
+
+    @torch.no_grad()
+    def _encode(self, X: np.ndarray, *, sample: str | None = None) -> np.ndarray:
+        """Latent codes of the rows of ``X`` in eval mode: posterior means, or, with ``sample`` (the name
+        of a random stream), one seeded posterior sample per cell."""
+        self._require_trained()
+        self.module.eval()
+        codes = []
+        with self._torch_seed(f"latent:{sample}"):
+            for start in range(0, X.shape[0], _EVAL_BATCH):
+                mu, var = self.module.encode(torch.from_numpy(X[start : start + _EVAL_BATCH]).to(self.device))
+                codes.append((mu if sample is None else self.module.sample(mu, var)).cpu().numpy())
+        return np.concatenate(codes)
+
+    @torch.no_grad()
+    def _decode(self, Z: np.ndarray) -> np.ndarray:
+        """Expression decoded from the latent codes ``Z`` in eval mode."""
+        self.module.eval()
+        Z = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+        return np.concatenate(
+            [
+                self.module.decode(Z[start : start + _EVAL_BATCH].to(self.device)).cpu().numpy()
+                for start in range(0, Z.shape[0], _EVAL_BATCH)
+            ]
+        )
+
+    def latent(self, adata=None) -> np.ndarray:
+        """Posterior means (cells x latent) of ``adata`` (default: the training cells), in eval mode."""
+        if adata is None:
+            return self._encode(self.X)
+        _, query = self._resolve(None, adata)
+        return self._encode(as_dense(query.X))
+
+    # -- saving and loading ------------------------------------------------------------------------
+
+    def _save_state(self, directory: Path) -> None:
+        self._require_trained()
+        torch.save(self.module.state_dict(), directory / WEIGHTS_FILE)
+        self.history.to_csv(directory / HISTORY_FILE, index=False)
+
+    def _load_state(self, directory: Path) -> None:
+        state = torch.load(directory / WEIGHTS_FILE, map_location=self.device, weights_only=True)
+        self.module.load_state_dict(state)
+        self.module.eval()
+        self.history = _history_frame(pd.read_csv(directory / HISTORY_FILE, float_precision="round_trip"))
+        self.is_trained = True
