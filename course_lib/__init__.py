@@ -14,6 +14,12 @@ metrics
     ``evaluate``, which returns them for many models as one tidy table.
 plotting
     The course's figures and its colour-blind-safe palette.
+benchmark
+    The resumable benchmark runner (models x held-out cell types x seeds x data variants x
+    hyperparameters -> one tidy table with provenance) and its command line.
+crossstudy
+    A simulated second study (real cells, simulated technical batch effect) and the cross-study
+    extrapolation experiment, with and without scGen's batch removal.
 """
 
 __version__ = "0.1.0"
