@@ -2,7 +2,9 @@
 
 One test per chapter, so that a failure names it. The build test then renders the executed chapters with
 Jupyter Book (warnings as errors) and opens every chapter's HTML page to check that it holds its figures
-and no error output.
+and no error or stderr output (warnings printed by a library would show up there). Where headless
+Chromium is installed (Debian packages ``chromium`` and ``chromium-driver``), a last test takes a
+screenshot of every chapter page and checks that the browser drew it; it is skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from course_lib.book import execute_chapter
@@ -67,3 +70,30 @@ def test_book_builds_and_every_chapter_shows_its_figures(book_copy):
         page = (html / "book" / f"{chapter}.html").read_text()
         assert re.search(r'<img[^>]+src="[^"]*_images/', page), f"{chapter}: no executed figure in the page"
         assert "Traceback" not in page and 'class="output traceback' not in page, f"{chapter}: error output"
+        assert 'class="output stderr' not in page, f"{chapter}: stderr output (a warning?) in the page"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
+    from PIL import Image
+
+    page = book_copy / "_build" / "html" / "book" / f"{chapter}.html"
+    if not page.exists():
+        pytest.skip("the book was not built (see test_book_builds_and_every_chapter_shows_its_figures)")
+    shot = tmp_path / f"{chapter}.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+    subprocess.run(
+        [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,4000",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=180, check=False,
+    )
+    assert shot.exists(), f"{chapter}: Chromium wrote no screenshot"
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (4000, 1280)
+    # A drawn page has text and figures: many dark pixels and many distinct grey levels.
+    assert (pixels < 128).mean() > 0.005 and np.unique(pixels).size > 50, f"{chapter}: the page looks blank"
