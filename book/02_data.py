@@ -68,7 +68,7 @@ counts.obs.groupby(["cell_type", "condition"], observed=True).size().unstack()
 # %%
 sc.pp.calculate_qc_metrics(counts, percent_top=None, log1p=False, inplace=True)
 conditions = list(counts.obs["condition"].cat.categories)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), layout="constrained")
 for ax, column, what in [(axes[0], "total_counts", "UMIs"), (axes[1], "n_genes_by_counts", "genes")]:
     ax.violinplot([counts.obs.loc[counts.obs["condition"] == c, column] for c in conditions],
                   showmedians=True)
@@ -129,8 +129,9 @@ adata
 sc.pp.pca(adata, random_state=seed)
 sc.pp.neighbors(adata, transformer="sklearn")  # exact neighbours; fast enough at this size
 sc.tl.umap(adata, random_state=seed)
-sc.pl.umap(adata, color=["cell_type", "condition"], wspace=0.5,
-           title=["Cells coloured by cell type", "Cells coloured by condition"])
+with plt.rc_context({"figure.figsize": (3.6, 3.6)}):  # size of each panel
+    sc.pl.umap(adata, color=["cell_type", "condition"], wspace=0.6,
+               title=["Cells coloured by cell type", "Cells coloured by condition"])
 
 # %% [markdown]
 # The left panel shows that cells group by type first.
@@ -192,13 +193,13 @@ print(f"{len(in_model)} of the {len(isgs)} ISGs above are among the 2,000 highly
 # 2. It computes principal components of the remaining highly variable genes (plus the marker genes), and aligns the two conditions with a compact version of Harmony, which removes each cell type's own condition offset.
 # 3. It clusters the aligned cells (Leiden) and names every cluster after the population whose markers it expresses most.
 #
-# The table below lists the genes with the largest share of variance explained by the condition.
+# The table below lists the twelve genes with the largest share of variance explained by the condition.
 
 # %%
 from course_lib.annotation import PBMC_MARKERS, condition_r2, shared_representation
 
 explained = condition_r2(all_genes).sort_values(ascending=False)
-explained.head(12).to_frame("share of variance explained by the condition").round(2).T
+explained.head(12).round(2).to_frame("share of variance explained by the condition")
 
 # %% [markdown]
 # These are the genes of the interferon response seen above, and each of them would pull control and stimulated cells of the same type apart.
@@ -210,8 +211,9 @@ marker_genes = [gene for genes in PBMC_MARKERS.values() for gene in genes]
 shared = shared_representation(all_genes, keep_genes=marker_genes, seed=seed)
 sc.pp.neighbors(shared, use_rep="X_shared", transformer="sklearn")
 sc.tl.umap(shared, random_state=seed)
-sc.pl.umap(shared, color=["cell_type", "condition"], wspace=0.5,
-           title=["Shared representation, by cell type", "Shared representation, by condition"])
+with plt.rc_context({"figure.figsize": (3.6, 3.6)}):
+    sc.pl.umap(shared, color=["cell_type", "condition"], wspace=0.6,
+               title=["Shared representation: cell type", "Shared representation: condition"])
 
 # %% [markdown]
 # Compare this with the first UMAP of the chapter: control and stimulated cells now mix within every type, while the types stay apart.
@@ -226,7 +228,7 @@ markers = sc.pl.dotplot(all_genes, PBMC_MARKERS, groupby="cell_type", standard_s
                         size_title="fraction of cells\nexpressing the gene")
 markers.make_figure()
 markers.ax_dict["mainplot_ax"].set(xlabel="marker gene", ylabel="cell type")
-markers.fig.suptitle("Canonical marker genes by assigned cell type", y=1.12)
+markers.fig.suptitle("Canonical marker genes by assigned cell type", y=1.3)
 plt.show()
 
 # %% [markdown]
@@ -305,7 +307,7 @@ else:
 # ## Exercises
 #
 # **1. Quality per cell type.**
-# Draw the median number of genes per cell for every cell type and condition.
+# Compute the median number of genes per cell for every cell type and condition.
 # Which type has the most complex transcriptomes, and does stimulation change that?
 #
 # :::{dropdown} Solution

@@ -54,11 +54,10 @@
 #
 # $$
 # \ell(x) \;=\; \tfrac{1}{2}\,\big\lVert x - f(z) \big\rVert^2 \;+\; \tfrac{\beta}{2} \sum_{d=1}^{100} \big(\mu_d^2 + \sigma_d^2 - \log \sigma_d^2 - 1\big),
-# \qquad z = \mu(x) + \sigma(x) \odot \varepsilon,\; \varepsilon \sim \mathcal{N}(0, I),
 # $$
 #
 # averaged over the cells of a minibatch.
-# Writing $z$ as the mean plus scaled noise (the reparameterisation trick) lets the gradient flow through the sampling step.
+# The code $z$ is drawn as the mean plus scaled noise, $z = \mu(x) + \sigma(x) \odot \varepsilon$ with $\varepsilon \sim \mathcal{N}(0, I)$; writing it this way (the reparameterisation trick) lets the gradient flow through the sampling step.
 # scGen uses a tiny weight, $\beta = 5 \times 10^{-5}$: the model behaves almost like a plain autoencoder, and the KL term only gently regularises the latent space.
 # With $\beta = 1$ the KL term would pull all codes towards the origin and wash out the differences between cell types that the prediction relies on.
 #
@@ -101,7 +100,7 @@ cell_type = "CD4 T cells"  # the held-out cell type: any type with enough cells 
 import textwrap
 
 import anndata as ad
-import numpy as np
+import matplotlib.pyplot as plt
 import scanpy as sc
 
 from course_lib import plotting
@@ -313,10 +312,14 @@ for step in ["before", "after"]:
     sc.pp.neighbors(codes, use_rep=step, transformer="sklearn", key_added=step)
     embedded = sc.tl.umap(codes, neighbors_key=step, random_state=seed, copy=True)
     codes.obsm[f"X_umap_{step}"] = embedded.obsm["X_umap"]
-sc.pl.embedding(codes, basis="umap_before", color=["condition", "cell_type"], wspace=0.5,
-                title=["Latent codes before: by condition", "Latent codes before: by cell type"])
-sc.pl.embedding(codes, basis="umap_after", color=["condition", "cell_type"], wspace=0.5,
-                title=["After batch removal: by condition", "After batch removal: by cell type"])
+titles = {"before": "Latent codes before", "after": "After batch removal"}
+for step, title in titles.items():
+    with plt.rc_context({"figure.figsize": (3.6, 3.6)}):
+        axes = sc.pl.embedding(codes, basis=f"umap_{step}", color=["condition", "cell_type"], wspace=0.6,
+                               title=[f"{title}: condition", f"{title}: cell type"], show=False)
+    for ax in axes:
+        ax.set(xlabel="UMAP1", ylabel="UMAP2")
+    plt.show()
 
 # %% [markdown]
 # The two rows show UMAPs of the latent codes of 3,000 training cells, before and after the correction, coloured by condition (left) and by cell type (right).
@@ -362,6 +365,8 @@ sc.pl.embedding(codes, basis="umap_after", color=["condition", "cell_type"], wsp
 #
 # :::{dropdown} Solution
 # ```python
+# import numpy as np
+#
 # excluded = model.predict(target=cell_type, exclude_target=True)
 # delta_default, delta_excluded = predictions["scgen"].uns["delta"], excluded.uns["delta"]
 # cosine = delta_default @ delta_excluded / np.linalg.norm(delta_default) / np.linalg.norm(delta_excluded)

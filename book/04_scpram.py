@@ -101,10 +101,8 @@ cell_type = "CD4 T cells"  # the held-out cell type
 # %%
 # %matplotlib inline
 import textwrap
-import warnings
 
-import numpy as np
-import pandas as pd
+from IPython.display import display
 
 from course_lib import plotting
 from course_lib.datasets import kang2018
@@ -137,7 +135,7 @@ plotting.training_history(model.history, model="scpram")
 # %%
 prediction = model.predict(target=cell_type)
 attention = prediction.obsm["attention_by_cell_type"]
-attention.mean().sort_values(ascending=False).to_frame("mean attention weight").T.round(3)
+attention.mean().sort_values(ascending=False).round(3).to_frame("mean attention weight")
 
 # %% [markdown]
 # The heat map below shows these weights for every query cell, one row per cell, ordered by the reference type it attends to most.
@@ -200,11 +198,13 @@ for ax in bars.axes:  # wrap the long metric names so that neighbouring titles d
 bars
 
 # %% [markdown]
-# And the cells themselves: control, real stimulated and predicted cells of each variant in the PCA of the real cells.
+# And the cells themselves: control, real stimulated and predicted cells of each variant in the PCA of the real cells, two variants per figure.
+# Both figures use the same PCA, fitted on the real cells only, so their axes agree.
 
 # %%
-models_only = {name: variants[name] for name in ["scpram", "attention_only", "ot_only", "row0"]}
-plotting.embedding_plot(ctrl, truth, models_only, methods=("pca",), seed=seed)
+for pair in [("scpram", "attention_only"), ("ot_only", "row0")]:
+    display(plotting.embedding_plot(ctrl, truth, {name: variants[name] for name in pair},
+                                    methods=("pca",), seed=seed))
 
 # %% [markdown]
 # ## What the comparison teaches
@@ -280,6 +280,8 @@ plotting.embedding_plot(ctrl, truth, models_only, methods=("pca",), seed=seed)
 #
 # :::{dropdown} Solution
 # ```python
+# import warnings
+#
 # from course_lib.models.scpram import transport_plan
 #
 # z = model.latent()
@@ -302,6 +304,8 @@ plotting.embedding_plot(ctrl, truth, models_only, methods=("pca",), seed=seed)
 #
 # :::{dropdown} Solution
 # ```python
+# import numpy as np
+#
 # first = model.predict(target=cell_type, latent="sample")
 # second = model.predict(target=cell_type, latent="sample")
 # print(np.abs(first.X - second.X).max(), np.abs(first.X - prediction.X).mean())

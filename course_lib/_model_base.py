@@ -195,11 +195,15 @@ class PerturbationModel:
             self._check_target(target)
         if query is None:
             return target, self.adata[(self.cell_types == target) & self.is_ctrl]
-        require_nonempty(query, what="query")
-        require_same_genes(query, self.adata, what="query", reference_what="the training data")
-        require_finite(query, what="query")
-        require_log_normalised(query, what="query")
+        self._check_cells(query, what="query")
         return target, query
+
+    def _check_cells(self, adata: ad.AnnData, *, what: str) -> None:
+        """Raise unless ``adata`` holds log-normalised, finite cells with exactly the training genes."""
+        require_nonempty(adata, what=what)
+        require_same_genes(adata, self.adata, what=what, reference_what="the training data")
+        require_finite(adata, what=what)
+        require_log_normalised(adata, what=what)
 
     def _pools(self, target: str | None, exclude_target: bool) -> tuple[np.ndarray, np.ndarray]:
         """Training-cell indices of the balanced control and stimulated pools (seeded, reproducible).

@@ -457,6 +457,7 @@ def _write_atomic(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     temporary = Path(temporary)
     try:
+        os.chmod(descriptor, 0o644)  # mkstemp creates owner-only files; results are for everyone to read
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()

@@ -319,3 +319,9 @@ def test_command_line_runs_a_grid_and_prints_the_summary(counts, tmp_path, monke
     assert record["grid"]["fraction"] == 0.15 and record["grid"]["n_epochs"] == 2
     assert "kang2018_cell_types.csv" in record["data_files_sha256"]
     assert "r2_mean_all" in capsys.readouterr().out
+
+
+def test_atomic_write_gives_a_readable_file(tmp_path):
+    path = tmp_path / "table.csv"
+    benchmark._write_atomic(path, "a,b\n1,2\n")
+    assert path.read_text() == "a,b\n1,2\n" and path.stat().st_mode & 0o777 == 0o644

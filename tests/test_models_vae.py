@@ -126,3 +126,12 @@ def test_device_defaults_to_cuda_when_available_and_can_be_overridden(train):
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu") == torch.device("cpu")
     assert next(Scgen(train, device="cpu", **SMALL).module.parameters()).device.type == "cpu"
+
+
+def test_reconstruct_decodes_the_posterior_means(train):
+    model = Scpram(train, **SMALL).train(n_epochs=1, verbose=False)
+    cells = train[:30]
+    reconstructed = model.reconstruct(cells)
+    assert reconstructed.obs_names.equals(cells.obs_names) and reconstructed.var_names.equals(train.var_names)
+    np.testing.assert_allclose(reconstructed.X, model._decode(model.latent(cells)))
+    assert model.reconstruct().n_obs == train.n_obs

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
@@ -374,12 +375,22 @@ class VAEModel(PerturbationModel):
             ]
         )
 
-    def latent(self, adata=None) -> np.ndarray:
+    def latent(self, adata: ad.AnnData | None = None) -> np.ndarray:
         """Posterior means (cells x latent) of ``adata`` (default: the training cells), in eval mode."""
         if adata is None:
             return self._encode(self.X)
-        _, query = self._resolve(None, adata)
-        return self._encode(as_dense(query.X))
+        self._check_cells(adata, what="adata")
+        return self._encode(as_dense(adata.X))
+
+    def reconstruct(self, adata: ad.AnnData | None = None) -> ad.AnnData:
+        """``decode(mu(x))`` for the cells of ``adata`` (default: the training cells), ``obs`` copied.
+
+        What the VAE keeps of real cells: comparing the reconstruction of real stimulated cells with
+        the cells themselves separates what the decoder loses (it smooths cell-to-cell variation) from
+        what the latent arithmetic of a prediction gets wrong.
+        """
+        adata = self.adata if adata is None else adata
+        return ad.AnnData(X=self._decode(self.latent(adata)), obs=adata.obs.copy(), var=self.adata.var.copy())
 
     # -- saving and loading ------------------------------------------------------------------------
 
