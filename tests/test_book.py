@@ -85,12 +85,28 @@ def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
     if not page.exists():
         pytest.skip("the book was not built (see test_book_builds_and_every_chapter_shows_its_figures)")
     shot = tmp_path / f"{chapter}.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ]
     subprocess.run(
-        [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,4000",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=180, check=False,
+        [
+            CHROMIUM,
+            *flags,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,4000",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=False,
     )
     assert shot.exists(), f"{chapter}: Chromium wrote no screenshot"
     pixels = np.asarray(Image.open(shot).convert("L"))
