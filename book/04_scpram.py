@@ -180,6 +180,7 @@ variants = {
     "identity": IdentityBaseline(train, seed=seed).train().predict(target=cell_type),
     "mean_shift": MeanShiftBaseline(train, seed=seed).train().predict(target=cell_type),
 }
+plotting.PALETTE.update(plotting.colors_for(variants))  # one colour per variant in every figure below
 results = evaluate(ctrl, truth, variants, seed=seed)
 shown = ["r2_mean_all", "r2_mean_top100", "delta_pearson_all", "delta_pearson_top100",
          "delta_r2_top100", "e_distance", "mv_kde", "deg_jaccard_top100"]

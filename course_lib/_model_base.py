@@ -57,6 +57,8 @@ def balanced_pools(
 
     def balance(mask: np.ndarray) -> np.ndarray:
         indices = np.flatnonzero(mask)
+        if indices.size == 0:
+            raise ValueError("a pool has no cells: the training data need control and stimulated cells.")
         types, counts = np.unique(cell_types[indices], return_counts=True)
         return np.concatenate(
             [rng.choice(indices[cell_types[indices] == t], size=counts.max(), replace=True) for t in types]

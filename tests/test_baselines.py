@@ -64,3 +64,10 @@ def test_balanced_pools_weigh_every_type_alike_and_have_equal_sizes():
     again = balanced_pools(cell_types, is_ctrl, is_stim, np.random.default_rng(0))
     np.testing.assert_array_equal(ctrl, again[0])
     np.testing.assert_array_equal(stim, again[1])
+
+
+def test_an_empty_pool_is_an_error():
+    with pytest.raises(ValueError, match="a pool has no cells"):
+        balanced_pools(
+            np.array(["a", "b"]), np.array([True, True]), np.array([False, False]), np.random.default_rng(0)
+        )

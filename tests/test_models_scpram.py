@@ -175,3 +175,13 @@ def test_sampled_latents_are_seeded(trained):
 def test_bad_options_fail_before_training(synthetic, options, message):
     with pytest.raises(ValueError, match=message):
         Scpram(synthetic, **options)
+
+
+def test_reference_controls_of_other_types_are_required(synthetic):
+    train = holdout(synthetic, TARGET)[0]
+    only_target_controls = train[
+        (train.obs["condition"] == "stimulated") | (train.obs["cell_type"] == TARGET)
+    ]
+    model = Scpram(only_target_controls.copy(), n_hidden=8, n_latent=4).train(n_epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="no 'control' cells of a type other than 'type_0'"):
+        model.predict(target=TARGET)

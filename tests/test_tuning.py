@@ -24,7 +24,8 @@ class FakeModel:
 
     The prediction is the target's control cells plus ``scale`` times the mean shift (stimulated minus
     control) of the other types; the validation loss of epoch e is ``(2 - quality) / (e + 1)``, so a low
-    ``quality`` marks a trial that pruning should stop. ``scale=nan`` predicts NaN.
+    ``quality`` marks a trial that pruning should stop (the total ``val_loss`` is constant: pruning must
+    read the reconstruction part). ``scale=nan`` predicts NaN.
     """
 
     seen: list[dict] = []

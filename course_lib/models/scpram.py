@@ -304,6 +304,11 @@ class Scpram(VAEModel):
         z_train = self._encode(self.X, sample="train" if sample else None)
         z_query = self._encode(as_dense(query.X), sample="query" if sample else None)
         reference = self.is_ctrl if target is None else self.is_ctrl & (self.cell_types != target)
+        if not reference.any():
+            raise ValueError(
+                f"no {self.ctrl_key!r} cells of a type other than {target!r} in the training data: "
+                "scPRAM learns the response from the other types' control cells."
+            )
         ot_options = {
             "solver": o["ot_solver"],
             "max_iter": o["ot_max_iter"],
