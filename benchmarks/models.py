@@ -49,7 +49,7 @@ import torch  # noqa: E402
 from course_lib.datasets import kang2018  # noqa: E402
 from course_lib.metrics import evaluate  # noqa: E402
 from course_lib.models import MODELS  # noqa: E402
-from course_lib.preprocessing import holdout_mask, preprocess  # noqa: E402
+from course_lib.preprocessing import held_out_split  # noqa: E402
 
 TARGET = "CD4 T cells"
 METRICS = ("r2_mean_all", "r2_mean_top100", "delta_pearson_top100", "e_distance")
@@ -59,16 +59,6 @@ QUALITY_R2 = 0.93
 RECONSTRUCTED = " (decoded real stim)"
 """Suffix of the diagnostic rows: decode(mu(x)) of the real held-out cells (see the module docstring)."""
 SECONDS = {"scgen": ("train_wall", 25.0), "scpram": ("total_wall", 40.0)}
-
-
-def held_out_data() -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
-    """``(train, ctrl, stim)``: training cells, and the real control and stimulated CD4 T cells."""
-    counts = kang2018()
-    hidden = holdout_mask(counts, TARGET)
-    data = preprocess(counts, fit_on=~hidden, n_top_genes=2000)
-    train, stim = data[~hidden].copy(), data[hidden].copy()
-    is_query = (train.obs["cell_type"] == TARGET) & (train.obs["condition"] == "control")
-    return train, train[is_query.to_numpy()].copy(), stim
 
 
 def clock() -> tuple[float, float]:
@@ -94,7 +84,7 @@ def run(train: ad.AnnData, name: str, seed: int, training: dict) -> tuple[object
 
 def benchmark(seeds: list[int], training: dict) -> pd.DataFrame:
     """One row per model: metric means and standard deviations over seeds, and mean seconds per run."""
-    train, ctrl, stim = held_out_data()
+    train, ctrl, stim = held_out_split(kang2018(), TARGET)
     print(f"training cells {train.n_obs} x {train.n_vars} genes; held out {stim.n_obs}, queries {ctrl.n_obs}")
     scores, timings = [], []
     for seed in seeds:
@@ -148,7 +138,7 @@ def report(table: pd.DataFrame) -> None:
 
 def profile(name: str, bf16: bool) -> None:
     """Where ``name`` spends its time: torch operators over one training epoch, Python calls in predict."""
-    train, _, _ = held_out_data()
+    train, _, _ = held_out_split(kang2018(), TARGET)
     model = MODELS[name](train, seed=0)
     model.train(n_epochs=1, verbose=False, bf16=bf16)  # warm-up: imports, allocator, fused kernels
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:

@@ -93,7 +93,7 @@ cell_type = "CD4 T cells"  # the held-out cell type: any type with enough cells 
 # ## Preparing the data without leaking the answer
 #
 # We load the Kang 2018 cells (chapter 2), hide the stimulated cells of the held-out type, and choose the 2,000 highly variable genes on the remaining cells only.
-# `holdout` then splits the cells into the training set and the hidden truth.
+# `held_out_split` does these steps (with `preprocess(..., fit_on=...)` and `holdout` from chapter 2) and returns three sets of cells: the training cells, the query (the held-out type's control cells, which the model transforms) and the hidden truth (its stimulated cells, used only for scoring).
 
 # %%
 # %matplotlib inline
@@ -107,14 +107,10 @@ from course_lib import plotting
 from course_lib.datasets import kang2018
 from course_lib.metrics import evaluate
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, Scgen
-from course_lib.preprocessing import holdout, holdout_mask, preprocess, subsample
+from course_lib.preprocessing import held_out_split, subsample
 
 counts = kang2018()
-if fraction < 1:
-    counts = subsample(counts, fraction, seed=seed)
-adata = preprocess(counts, fit_on=~holdout_mask(counts, cell_type))
-train, truth = holdout(adata, cell_type)
-ctrl = train[(train.obs["cell_type"] == cell_type) & (train.obs["condition"] == "control")]
+train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)
 print(f"training cells: {train.n_obs:,}; query ({cell_type}, control): {ctrl.n_obs:,}; "
       f"hidden truth ({cell_type}, stimulated): {truth.n_obs:,}")
 
@@ -260,9 +256,7 @@ eligibility
 # %%
 def held_out_experiment(cell_type):
     """Hold out ``cell_type``, train scGen, and score it against both baselines."""
-    adata = preprocess(counts, fit_on=~holdout_mask(counts, cell_type))
-    train, truth = holdout(adata, cell_type)
-    ctrl = train[(train.obs["cell_type"] == cell_type) & (train.obs["condition"] == "control")]
+    train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)
     predictions = {
         "scgen": Scgen(train, seed=seed).train(n_epochs=n_epochs).predict(target=cell_type),
         "identity": IdentityBaseline(train, seed=seed).train().predict(target=cell_type),

@@ -108,14 +108,10 @@ from course_lib import plotting
 from course_lib.datasets import kang2018
 from course_lib.metrics import evaluate
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, Scpram
-from course_lib.preprocessing import holdout, holdout_mask, preprocess, subsample
+from course_lib.preprocessing import held_out_split
 
 counts = kang2018()
-if fraction < 1:
-    counts = subsample(counts, fraction, seed=seed)
-adata = preprocess(counts, fit_on=~holdout_mask(counts, cell_type))
-train, truth = holdout(adata, cell_type)
-ctrl = train[(train.obs["cell_type"] == cell_type) & (train.obs["condition"] == "control")]
+train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)
 
 model = Scpram(train, seed=seed)
 model.train(n_epochs=n_epochs)

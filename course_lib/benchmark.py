@@ -40,6 +40,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy import stats
 from tqdm.auto import tqdm
 
 import course_lib
@@ -727,6 +728,77 @@ def summarise(
     per_seed = selected.groupby([*by, "metric", "seed"], observed=True)["value"].mean()
     summary = per_seed.groupby([*by, "metric"], observed=True).agg(mean="mean", sd="std", n_seeds="count")
     return summary.reset_index()
+
+
+def seed_intervals(
+    results: pd.DataFrame,
+    *,
+    metrics: Iterable[str] = HEADLINE_METRICS,
+    by: Sequence[str] = ("model", "variant"),
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`summarise` plus a t interval over seeds: mean ± t_(n−1) · sd / sqrt(n), n the seeds.
+
+    Seeds are the independent repeats (each retrains every model), so the interval describes the
+    uncertainty of the mean over training runs. Adds ``ci_low`` and ``ci_high`` (NaN for one seed).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), not {confidence}.")
+    summary = summarise(results, metrics=metrics, by=by)
+    n_seeds = summary["n_seeds"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quantile = stats.t.ppf(0.5 + confidence / 2.0, np.where(n_seeds > 1, n_seeds - 1, np.nan))
+        half = quantile * summary["sd"].to_numpy(dtype=float) / np.sqrt(n_seeds)
+    summary["ci_low"], summary["ci_high"] = summary["mean"] - half, summary["mean"] + half
+    return summary
+
+
+def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per run recorded in a results sidecar: dates, wall seconds, grid cells, machine, versions.
+
+    A run whose ``finished`` is empty was interrupted; the grid cells it finished are kept in the table
+    and a later run with the same ``results_path`` resumes after them.
+    """
+    rows = [
+        {
+            "run_id": run["run_id"],
+            "started": run.get("started"),
+            "finished": run.get("finished"),
+            "wall_seconds": run.get("wall_seconds"),
+            "grid_cells_done": run.get("grid_cells_done"),
+            "grid_cells_to_run": run.get("grid_cells_to_run"),
+            "cpu_count": run.get("cpu_count"),
+            "torch_threads": run.get("torch_threads"),
+            **run.get("versions", {}),
+        }
+        for run in provenance.get("runs", [])
+    ]
+    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame(columns=["run_id"])
+
+
+def compare_results(
+    live: pd.DataFrame, committed: pd.DataFrame, *, metrics: Iterable[str] = HEADLINE_METRICS
+) -> pd.DataFrame:
+    """The grid cells of ``live`` next to the same cells of ``committed``: ``difference = live - committed``.
+
+    Rows are matched on :data:`KEY_COLUMNS` and the metric, so a committed value is shown only for the
+    same model, held-out type, variant, seed and hyperparameters (epochs included), and only when both
+    tables were computed from the same data and data settings (their provenance ``setup``: data hash,
+    ``fraction``, genes, ...). Otherwise ``committed`` is NaN; ``attrs["same_setup"]`` says which case
+    applies. Same seed, data and thread count give the same numbers; another thread count can change
+    the last digits of a trained model's results, never a baseline's.
+    """
+    setups = [table.attrs.get("provenance", {}).get("setup") for table in (live, committed)]
+    same_setup = setups[0] is not None and setups[0] == setups[1]
+    columns = [*KEY_COLUMNS, "metric"]
+    metrics = list(metrics)
+    left = live.loc[live["metric"].isin(metrics), [*columns, "value"]].rename(columns={"value": "live"})
+    right = committed.loc[committed["metric"].isin(metrics), [*columns, "value"]]
+    right = right.rename(columns={"value": "committed"}).iloc[: len(right) if same_setup else 0]
+    merged = left.merge(right, on=columns, how="left")
+    merged["difference"] = merged["live"] - merged["committed"]
+    merged.attrs["same_setup"] = same_setup
+    return merged.drop(columns="hyperparameters").reset_index(drop=True)
 
 
 def kang2018_file_hashes() -> dict[str, str]:

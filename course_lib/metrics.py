@@ -250,6 +250,64 @@ def gene_means(adata: ad.AnnData) -> np.ndarray:
     return _column_means(_expressions({"adata": adata})["adata"])
 
 
+def _control_and_stimulated_means(
+    ctrl: ad.AnnData, stim: ad.AnnData, genes: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gene means ``(c, y)`` of the control and stimulated cells, over ``genes`` (default all)."""
+    matrices = _expressions({"ctrl": ctrl, "stim": stim})
+    positions = _gene_positions(ctrl, genes)
+    return tuple(_column_means(matrices[name][:, positions]) for name in ("ctrl", "stim"))
+
+
+def response_share(ctrl: ad.AnnData, stim: ad.AnnData, *, genes: Sequence[str] | None = None) -> float:
+    """Size of the mean response against the spread of gene means: S = Σ_g (y_g − c_g)² / Σ_g (y_g − ȳ)².
+
+    The identity baseline predicts ŷ = c, so its R² of means is exactly 1 − S: whenever the response
+    is small next to the differences between genes (S small), predicting no response scores high.
+    """
+    c, y = _control_and_stimulated_means(ctrl, stim, genes)
+    return float(1.0 - r2_score(y, c))
+
+
+def scaled_response_scores(
+    ctrl: ad.AnnData,
+    stim: ad.AnnData,
+    scales: Sequence[float],
+    *,
+    genes: Sequence[str] | None = None,
+    scope: str | None = None,
+) -> pd.DataFrame:
+    """Mean-based metrics of idealised predictions that scale the true mean response: ŷ = c + a (y − c).
+
+    a = 0 is the identity baseline, a = 1 the true means. With S = :func:`response_share` and
+    d = y − c, R²(y, ŷ) = 1 − (1 − a)² S and delta R² = 1 − (1 − a)² Σ_g d_g² / Σ_g (d_g − d̄)²
+    (about 1 − (1 − a)² when d̄ is near 0), whereas delta Pearson r = 1 for every a > 0 (0 at
+    a = 0): the correlation sees the direction of the response, not its size. No cells are
+    resampled (these are plain means).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``scale``, ``metric``, ``value``; metric names as :func:`evaluate`'s, with the scope
+        ``scope`` (default ``all`` without ``genes``, ``top<len(genes)>`` with them).
+    """
+    c, y = _control_and_stimulated_means(ctrl, stim, genes)
+    scales = np.asarray(scales, dtype=np.float64)
+    if scales.ndim != 1 or scales.size == 0:
+        raise ValueError("scales must be a non-empty sequence of numbers.")
+    scope = scope or ("all" if genes is None else f"top{len(genes)}")
+    predicted = c + scales[:, None] * (y - c)
+    values = _mean_based(c, np.broadcast_to(y, predicted.shape), predicted)
+    return pd.DataFrame(
+        [
+            (scale, f"{statistic}_{scope}", float(value[i]))
+            for statistic, value in values.items()
+            for i, scale in enumerate(scales)
+        ],
+        columns=["scale", "metric", "value"],
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Bootstrap of the mean-based metrics
 # ---------------------------------------------------------------------------------------------

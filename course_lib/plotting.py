@@ -545,3 +545,246 @@ def training_history(history: pd.DataFrame, *, model: str | None = None, log_y: 
             panel.set_yscale("log")
     figure.suptitle(f"Training history of {model}" if model else "Training history")
     return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics against each other: two metrics per model, metric curves, intervals per data variant
+# ---------------------------------------------------------------------------------------------
+
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def metric_scatter(
+    results: pd.DataFrame,
+    *,
+    x_metric: str,
+    y_metric: str,
+    hue: str = "model",
+    marker: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One point per ``hue`` (and ``marker``) group: its ``x_metric`` against its ``y_metric``.
+
+    ``results`` is tidy like :func:`course_lib.metrics.evaluate`'s frame. A group of one row shows its
+    value with its bootstrap interval as whiskers; a group of several rows (seeds, cell types) shows
+    their mean with whiskers over their range, as in :func:`metric_bars`.
+    """
+    columns = ["metric", "value", "ci_low", "ci_high", hue] + ([marker] if marker else [])
+    _check_frame(results, columns, what="results")
+    absent = sorted({x_metric, y_metric} - set(results["metric"]))
+    if absent:
+        raise KeyError(f"results has no rows for metric(s) {absent}.")
+    keys = [hue] + ([marker] if marker else [])
+    colors = colors_for(dict.fromkeys(results[hue]))
+    markers = (
+        {value: _MARKERS[i % len(_MARKERS)] for i, value in enumerate(dict.fromkeys(results[marker]))}
+        if marker
+        else {}
+    )
+    figure, ((axes,),) = _figure(panel_size=(6.0, 4.8))
+    for group, rows in results.groupby(keys, sort=False):
+        group = group if isinstance(group, tuple) else (group,)
+        (x, x_low, x_high), (y, y_low, y_high) = (
+            _bar_statistics(rows[rows["metric"] == name]) for name in (x_metric, y_metric)
+        )
+        whiskers = {
+            "xerr": np.maximum([[x - x_low], [x_high - x]], 0.0)
+            if np.isfinite([x_low, x_high]).all()
+            else None,
+            "yerr": np.maximum([[y - y_low], [y_high - y]], 0.0)
+            if np.isfinite([y_low, y_high]).all()
+            else None,
+        }
+        label = " | ".join(str(value) for value in group)
+        axes.errorbar(
+            x,
+            y,
+            **whiskers,
+            fmt=markers.get(group[-1], "o") if marker else "o",
+            color=colors[group[0]],
+            markersize=8,
+            capsize=3,
+            label=label,
+        )
+    x_info, y_info = _metrics.metric_info(x_metric), _metrics.metric_info(y_metric)
+    axes.set_xlabel(f"{x_info.label} ({'higher' if x_info.higher_is_better else 'lower'} is better)")
+    axes.set_ylabel(f"{y_info.label} ({'higher' if y_info.higher_is_better else 'lower'} is better)")
+    axes.set_title(title or f"{y_info.label} against {x_info.label}")
+    axes.legend(fontsize=8, title=" | ".join(keys), loc="best")
+    return figure
+
+
+def metric_curves(
+    scores: pd.DataFrame,
+    *,
+    x: str = "scale",
+    xlabel: str | None = None,
+    marks: Mapping[float, str] | None = None,
+    title: str = "Metrics along a family of predictions",
+) -> Figure:
+    """Lines of metric values against ``x``, one line per metric (labels from :func:`metric_info`).
+
+    ``scores`` has columns ``x``, ``metric`` and ``value``, e.g. the frame of
+    :func:`course_lib.metrics.scaled_response_scores`. ``marks`` draws a labelled vertical line at
+    each of its positions (for instance the identity baseline at 0 and the truth at 1).
+    """
+    _check_frame(scores, [x, "metric", "value"], what="scores")
+    names = list(dict.fromkeys(scores["metric"]))
+    colors = colors_for(names)
+    figure, ((axes,),) = _figure(panel_size=(6.5, 4.2))
+    for name in names:
+        rows = scores[scores["metric"] == name].sort_values(x)
+        axes.plot(
+            rows[x], rows["value"], color=colors[name], linewidth=2, label=_metrics.metric_info(name).label
+        )
+    for position, text in (marks or {}).items():
+        axes.axvline(position, color="0.5", linestyle=":", linewidth=1)
+        axes.annotate(
+            text,
+            (position, 0.98),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            rotation=90,
+            fontsize=8,
+            ha="left",
+            va="top",
+            color="0.3",
+        )
+    axes.set_xlabel(xlabel or x)
+    axes.set_ylabel("metric value")
+    axes.set_title(title)
+    axes.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def interval_dots(
+    summary: pd.DataFrame,
+    *,
+    metric: str,
+    panel: str = "model",
+    row: str = "cell_type",
+    hue: str = "variant",
+    title: str | None = None,
+) -> Figure:
+    """Means with intervals, one panel per ``panel`` value, one line per ``row``, one dot per ``hue``.
+
+    ``summary`` has columns ``metric``, ``mean``, ``ci_low`` and ``ci_high`` (for instance the frame of
+    :func:`course_lib.benchmark.seed_intervals`), and the ``panel``, ``row`` and ``hue`` columns.
+    Horizontal whiskers show the interval (none where it is NaN, e.g. for a single seed).
+    """
+    _check_frame(summary, ["metric", "mean", "ci_low", "ci_high", panel, row, hue], what="summary")
+    rows = summary[summary["metric"] == metric]
+    if rows.empty:
+        raise KeyError(f"summary has no rows for metric {metric!r}.")
+    panels, labels, hues = (list(dict.fromkeys(rows[column])) for column in (panel, row, hue))
+    colors = colors_for(hues)
+    offsets = {value: (i - (len(hues) - 1) / 2) * 0.25 for i, value in enumerate(hues)}
+    figure, grid = _figure(1, len(panels), panel_size=(3.2, 1.4 + 0.45 * len(labels)))
+    info = _metrics.metric_info(metric)
+    for axes, name in zip(grid.ravel(), panels, strict=True):
+        for item in rows[rows[panel] == name].itertuples(index=False):
+            record = item._asdict()
+            y = labels.index(record[row]) + offsets[record[hue]]
+            low, high = record["ci_low"], record["ci_high"]
+            whisker = (
+                [[record["mean"] - low], [high - record["mean"]]] if np.isfinite([low, high]).all() else None
+            )
+            axes.errorbar(
+                record["mean"],
+                y,
+                xerr=whisker,
+                fmt=_MARKERS[hues.index(record[hue])],
+                color=colors[record[hue]],
+                capsize=3,
+            )
+        axes.set_yticks(range(len(labels)), labels)
+        axes.set(ylim=(len(labels) - 0.5, -0.5))
+        axes.set_xlabel(f"{metric} ({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=8)
+        axes.set_ylabel(row if axes is grid[0, 0] else "")
+        axes.set_title(str(name))
+    figure.legend(
+        handles=[
+            Line2D([], [], marker=_MARKERS[i], linestyle="", color=colors[value], label=str(value))
+            for i, value in enumerate(hues)
+        ],
+        loc="outside lower center",
+        ncols=len(hues),
+        title=hue,
+    )
+    figure.suptitle(title or f"{info.label}: mean and interval per {panel}, {row} and {hue}")
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark summary: every held-out cell type, every model, intervals over seeds
+# ---------------------------------------------------------------------------------------------
+
+
+def benchmark_summary(
+    results: pd.DataFrame,
+    *,
+    metrics: Sequence[str] = ("delta_pearson_top100", "e_distance"),
+    variant: str = "balanced",
+    confidence: float = 0.95,
+    title: str | None = None,
+) -> Figure:
+    """A benchmark in one figure: one panel per metric, held-out cell types along x, one marker per model.
+
+    ``results`` is a benchmark table (:func:`course_lib.benchmark.run_benchmark` or
+    :func:`~course_lib.benchmark.load_results`); only rows of ``variant`` are shown. A marker is the
+    mean over seeds, its whisker the t interval of :func:`course_lib.benchmark.seed_intervals` (none for
+    a single seed) and the small dots the single seeds. Models keep their :data:`PALETTE` colours,
+    baselines first; cell types keep their order in ``results``.
+    """
+    from course_lib.benchmark import seed_intervals  # benchmark imports the models lazily; keep it lazy too
+
+    _check_frame(results, ["model", "cell_type", "variant", "seed", "metric", "value"], what="results")
+    rows = results[(results["variant"] == variant) & results["metric"].isin(metrics)]
+    absent = sorted(set(metrics) - set(rows["metric"]))
+    if absent:
+        raise KeyError(f"results has no {variant!r} rows for metric(s) {absent}.")
+    summary = seed_intervals(rows, metrics=metrics, by=("model", "cell_type"), confidence=confidence)
+    order = [
+        name for name in dict.fromkeys(["identity", "mean_shift", *PALETTE]) if name in set(rows["model"])
+    ]
+    models = order + [name for name in dict.fromkeys(rows["model"]) if name not in order]
+    cell_types = list(dict.fromkeys(rows["cell_type"]))
+    colors = colors_for(models)
+    offsets = {model: (i - (len(models) - 1) / 2) * 0.8 / len(models) for i, model in enumerate(models)}
+    figure, grid = _figure(len(metrics), 1, panel_size=(1.6 + 1.2 * len(cell_types), 3.2))
+    for axes, metric in zip(grid[:, 0], metrics, strict=True):
+        for model in models:
+            means = summary[(summary["metric"] == metric) & (summary["model"] == model)]
+            x = np.array([cell_types.index(t) for t in means["cell_type"]]) + offsets[model]
+            whiskers = np.maximum([means["mean"] - means["ci_low"], means["ci_high"] - means["mean"]], 0.0)
+            axes.errorbar(
+                x,
+                means["mean"],
+                yerr=np.nan_to_num(whiskers),
+                fmt=_MARKERS[models.index(model) % len(_MARKERS)],
+                color=colors[model],
+                capsize=3,
+                label=model,
+            )
+            seeds = rows[(rows["metric"] == metric) & (rows["model"] == model)]
+            seed_x = np.array([cell_types.index(t) for t in seeds["cell_type"]]) + offsets[model]
+            axes.scatter(seed_x, seeds["value"], s=8, color=colors[model], alpha=0.5, linewidths=0)
+        info = _metrics.metric_info(metric)
+        n_seeds = summary.loc[summary["metric"] == metric, "n_seeds"]
+        axes.set_title(f"{info.label} ({n_seeds.min()} to {n_seeds.max()} seeds per marker)", fontsize=10)
+        axes.set_ylabel(f"{metric}\n({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=9)
+        axes.set_xticks(range(len(cell_types)), cell_types, rotation=20, ha="right")
+        axes.set_xlabel("held-out cell type")
+    figure.legend(
+        handles=[
+            Line2D([], [], marker=_MARKERS[i % len(_MARKERS)], linestyle="", color=colors[m], label=m)
+            for i, m in enumerate(models)
+        ],
+        loc="outside lower center",
+        ncols=len(models),
+        title="model",
+    )
+    default_title = f"Every held-out cell type ({variant}): mean over seeds, {confidence:.0%} t interval"
+    figure.suptitle(title or default_title)
+    return figure

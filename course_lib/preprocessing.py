@@ -6,6 +6,8 @@ mask of the training cells) so that gene filtering and highly-variable-gene sele
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -154,3 +156,41 @@ def imbalance(
     require_value(adata, condition_key, stim_key)
     is_stim = adata.obs[condition_key].astype(str).to_numpy() == stim_key
     return subsample(adata, stim_fraction, groupby=(condition_key, cell_type_key), only=is_stim, seed=seed)
+
+
+class HeldOutSplit(NamedTuple):
+    """The three AnnData objects of a held-out-type experiment."""
+
+    train: ad.AnnData
+    """Every cell except the target's stimulated cells: what a model may learn from."""
+    query: ad.AnnData
+    """The target's control cells (also in ``train``): what a model transforms."""
+    truth: ad.AnnData
+    """The target's stimulated cells: hidden from the model, used only to score its prediction."""
+
+
+def held_out_split(
+    counts: ad.AnnData,
+    cell_type: str,
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+    n_top_genes: int = 2000,
+    condition_key: str = "condition",
+    cell_type_key: str = "cell_type",
+    ctrl_key: str = "control",
+    stim_key: str = "stimulated",
+) -> HeldOutSplit:
+    """Prepare raw counts for predicting ``cell_type``'s response without leaking it.
+
+    Steps: thin every (condition, cell type) group to ``fraction`` (:func:`subsample`, seeded; 1 keeps
+    all); choose genes and normalise on every cell except the target's stimulated ones
+    (:func:`preprocess` with ``fit_on``); split with :func:`holdout`.
+    """
+    keys = {"condition_key": condition_key, "cell_type_key": cell_type_key, "stim_key": stim_key}
+    if fraction < 1:
+        counts = subsample(counts, fraction, groupby=(condition_key, cell_type_key), seed=seed)
+    adata = preprocess(counts, fit_on=~holdout_mask(counts, cell_type, **keys), n_top_genes=n_top_genes)
+    train, truth = holdout(adata, cell_type, **keys)
+    is_query = (train.obs[cell_type_key] == cell_type) & (train.obs[condition_key] == ctrl_key)
+    return HeldOutSplit(train, train[is_query.to_numpy()].copy(), truth)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from course_lib.datasets import synthetic_perturbation
-from course_lib.preprocessing import holdout, holdout_mask, imbalance, preprocess, subsample
+from course_lib.preprocessing import held_out_split, holdout, holdout_mask, imbalance, preprocess, subsample
 
 
 @pytest.fixture
@@ -90,3 +90,25 @@ def test_imbalance_keeps_all_controls_and_an_exact_fifth_of_each_types_stimulate
     np.testing.assert_array_equal(after["control"], before["control"])
     np.testing.assert_array_equal(after["stimulated"], np.round(0.2 * before["stimulated"].to_numpy()))
     assert list(imbalance(synthetic, seed=2).obs_names) == list(result.obs_names)
+
+
+def test_held_out_split_chooses_genes_without_the_hidden_cells_and_returns_the_query(counts):
+    split = held_out_split(counts, "type_0", n_top_genes=60)
+    expected = preprocess(counts, fit_on=~holdout_mask(counts, "type_0"), n_top_genes=60)
+    assert list(split.train.var_names) == list(expected.var_names)
+    assert set(split.truth.obs["condition"]) == {"stimulated"} and set(split.truth.obs["cell_type"]) == {
+        "type_0"
+    }
+    assert set(split.query.obs["condition"]) == {"control"} and set(split.query.obs["cell_type"]) == {
+        "type_0"
+    }
+    assert split.query.obs_names.isin(split.train.obs_names).all()
+    assert not split.truth.obs_names.isin(split.train.obs_names).any()
+
+
+def test_held_out_split_thins_every_group_with_its_seed(counts):
+    first = held_out_split(counts, "type_0", fraction=0.5, seed=3, n_top_genes=60)
+    again = held_out_split(counts, "type_0", fraction=0.5, seed=3, n_top_genes=60)
+    n_cells = first.train.n_obs + first.truth.n_obs
+    assert n_cells == subsample(counts, 0.5, seed=3).n_obs < counts.n_obs
+    assert list(first.train.obs_names) == list(again.train.obs_names)

@@ -21,7 +21,11 @@ class Scgen(VAEModel):
     Architecture (reference defaults): ``n_layers`` hidden blocks of width ``n_hidden``, each
     ``Linear -> BatchNorm1d -> LeakyReLU(0.01) -> Dropout(dropout)``, in the encoder (genes -> latent
     mean and log-variance, variance ``exp(h) + 1e-4``) and the decoder (latent -> genes, linear output).
-    Adam with lr 1e-3, weight decay 1e-6, eps 0.01.
+    Adam with weight decay 1e-6 and eps 0.01 as in the reference, but a learning rate of 3e-3 instead of
+    its 1e-3: the reference pairs 1e-3 with batch 32 and up to 400 epochs, while the course trains for
+    10 epochs with batch 128, i.e. 4x fewer updates per epoch. On Kang 2018 with the CD4 T cells held
+    out (10 epochs, 3 seeds), 3e-3 raised the R² of means on all genes from 0.887 ± 0.040 to
+    0.925 ± 0.007 (``benchmarks/models.py``); pass ``lr=1e-3`` to :meth:`train` for the reference value.
 
     Parameters
     ----------
@@ -47,7 +51,7 @@ class Scgen(VAEModel):
     """
 
     name = "scgen"
-    optimizer = {"lr": 1e-3, "weight_decay": 1e-6, "eps": 0.01}
+    optimizer = {"lr": 3e-3, "weight_decay": 1e-6, "eps": 0.01}
 
     def __init__(
         self,
