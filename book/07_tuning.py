@@ -41,7 +41,7 @@
 # | `noise_rate` | noise added to scPRAM's input during training | blurred data | less robust codes |
 # | `ratio` | share of reference cells that feed scPRAM's attention | an over-smoothed shift | an unstable shift |
 #
-# The tutorial found scGen most sensitive to its depth and dropout and scPRAM to its latent size and width, which is why its grids vary those.
+# The tutorial's grids varied scGen's depth and dropout, and scPRAM's latent size and attention ratio; the real search below lets more of them move at once.
 #
 # ## Three cell types, three roles
 #
