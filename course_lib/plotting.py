@@ -772,9 +772,7 @@ def benchmark_summary(
             axes.scatter(seed_x, seeds["value"], s=8, color=colors[model], alpha=0.5, linewidths=0)
         info = _metrics.metric_info(metric)
         n_seeds = summary.loc[summary["metric"] == metric, "n_seeds"]
-        fewest, most = n_seeds.min(), n_seeds.max()
-        seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
-        axes.set_title(f"{info.label} ({seeds} seeds per marker)", fontsize=10)
+        axes.set_title(f"{info.label} ({n_seeds.min()} to {n_seeds.max()} seeds per marker)", fontsize=10)
         axes.set_ylabel(f"{metric}\n({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=9)
         axes.set_xticks(range(len(cell_types)), cell_types, rotation=20, ha="right")
         axes.set_xlabel("held-out cell type")
