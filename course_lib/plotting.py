@@ -78,6 +78,12 @@ def _figure(
     return figure, figure.subplots(n_rows, n_cols, squeeze=False)
 
 
+def _with_direction(text: str, info=None, *, separator: str = " ") -> str:
+    """``text`` plus "(higher is better)" or "(lower is better)" for the metric ``text`` (or ``info``)."""
+    info = info or _metrics.metric_info(text)
+    return f"{text}{separator}({'higher' if info.higher_is_better else 'lower'} is better)"
+
+
 def _check_frame(frame: pd.DataFrame, columns: Sequence[str], *, what: str) -> None:
     if frame.empty:
         raise ValueError(f"{what} is empty.")
@@ -486,7 +492,7 @@ def metric_bars(
                     )
         info = _metrics.metric_info(metric)
         axes.set_title(info.label, fontsize=9)
-        axes.set_ylabel(f"{metric} ({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=8)
+        axes.set_ylabel(_with_direction(metric), fontsize=8)
         axes.set_xticks(range(len(categories)), categories, rotation=45, ha="right")
         axes.set_xlabel(x)
     for axes in grid.ravel()[len(shown) :]:
@@ -607,8 +613,8 @@ def metric_scatter(
             label=label,
         )
     x_info, y_info = _metrics.metric_info(x_metric), _metrics.metric_info(y_metric)
-    axes.set_xlabel(f"{x_info.label} ({'higher' if x_info.higher_is_better else 'lower'} is better)")
-    axes.set_ylabel(f"{y_info.label} ({'higher' if y_info.higher_is_better else 'lower'} is better)")
+    axes.set_xlabel(_with_direction(x_info.label, x_info))
+    axes.set_ylabel(_with_direction(y_info.label, y_info))
     axes.set_title(title or f"{y_info.label} against {x_info.label}")
     axes.legend(fontsize=8, title=" | ".join(keys), loc="best")
     return figure
@@ -700,7 +706,7 @@ def interval_dots(
             )
         axes.set_yticks(range(len(labels)), labels)
         axes.set(ylim=(len(labels) - 0.5, -0.5))
-        axes.set_xlabel(f"{metric} ({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=8)
+        axes.set_xlabel(_with_direction(metric), fontsize=8)
         axes.set_ylabel(row if axes is grid[0, 0] else "")
         axes.set_title(str(name))
     figure.legend(
@@ -773,7 +779,7 @@ def benchmark_summary(
         info = _metrics.metric_info(metric)
         n_seeds = summary.loc[summary["metric"] == metric, "n_seeds"]
         axes.set_title(f"{info.label} ({n_seeds.min()} to {n_seeds.max()} seeds per marker)", fontsize=10)
-        axes.set_ylabel(f"{metric}\n({'higher' if info.higher_is_better else 'lower'} is better)", fontsize=9)
+        axes.set_ylabel(_with_direction(metric, separator="\n"), fontsize=9)
         axes.set_xticks(range(len(cell_types)), cell_types, rotation=20, ha="right")
         axes.set_xlabel("held-out cell type")
     figure.legend(
