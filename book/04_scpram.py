@@ -118,7 +118,8 @@ model.train(n_epochs=n_epochs)
 plotting.training_history(model.history, model="scpram")
 
 # %% [markdown]
-# The loss curve has the same shape as scGen's: a steep fall in the first epochs, then a steady decline, with the validation loss close to the training loss.
+# The loss falls steeply in the first epochs and then declines steadily, with the validation loss close to the training loss.
+# There is no first-epoch spike as in scGen's curve: scPRAM trains with the reference's smaller learning rate (5 × 10⁻⁴) and clips every gradient to a norm of at most 10.
 # After ten epochs it is still falling; the reference implementation trains for 100 epochs, and this chapter keeps the tutorial's ten so that it runs in minutes.
 # The KL divergence (right panel, before weighting) ends lower than scGen's: its weight β is ten times larger and keeps the codes closer to the standard normal.
 

@@ -74,7 +74,14 @@ import pandas as pd
 
 from course_lib import plotting
 from course_lib.datasets import kang2018
-from course_lib.metrics import METRICS, energy_distances, evaluate, response_share, scaled_response_scores, top_degs
+from course_lib.metrics import (
+    METRICS,
+    energy_distances,
+    evaluate,
+    response_share,
+    scaled_response_scores,
+    top_degs,
+)
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, Scgen, Scpram
 from course_lib.preprocessing import held_out_split
 

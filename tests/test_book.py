@@ -71,20 +71,24 @@ def test_book_builds_and_every_chapter_shows_its_figures(book_copy):
         assert re.search(r'<img[^>]+src="[^"]*_images/', page), f"{chapter}: no executed figure in the page"
         assert "Traceback" not in page and 'class="output traceback' not in page, f"{chapter}: error output"
         assert 'class="output stderr' not in page, f"{chapter}: stderr output (a warning?) in the page"
+        if 'class="math' in page:  # formulas must render offline: MathJax comes from the site itself
+            assert 'src="../_static/mathjax/tex-chtml.js"' in page, f"{chapter}: MathJax not loaded locally"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "the site lacks its copy of MathJax"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
-    from PIL import Image
-
+def built_page(book_copy: Path, chapter: str) -> Path:
     page = book_copy / "_build" / "html" / "book" / f"{chapter}.html"
     if not page.exists():
         pytest.skip("the book was not built (see test_book_builds_and_every_chapter_shows_its_figures)")
-    shot = tmp_path / f"{chapter}.png"
+    return page
+
+
+def headless_chromium(page: Path, profile: Path, *options: str) -> subprocess.CompletedProcess:
+    """Open ``page`` in headless Chromium with a fresh profile and no network use beyond the page."""
     flags = [
         "--headless",
         "--no-sandbox",
@@ -94,22 +98,36 @@ def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
         "--disable-component-update",
         "--disable-sync",
         "--hide-scrollbars",
+        f"--user-data-dir={profile}",
     ]
-    subprocess.run(
-        [
-            CHROMIUM,
-            *flags,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,4000",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=180,
-        check=False,
+    return subprocess.run(
+        [CHROMIUM, *flags, *options, page.as_uri()], capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+@needs_chromium
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / f"{chapter}.png"
+    headless_chromium(
+        built_page(book_copy, chapter),
+        tmp_path / "profile",
+        "--window-size=1280,4000",
+        f"--screenshot={shot}",
     )
     assert shot.exists(), f"{chapter}: Chromium wrote no screenshot"
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (4000, 1280)
     # A drawn page has text and figures: many dark pixels and many distinct grey levels.
     assert (pixels < 128).mean() > 0.005 and np.unique(pixels).size > 50, f"{chapter}: the page looks blank"
+
+
+@needs_chromium
+def test_formulas_are_typeset_without_a_network(book_copy, tmp_path):
+    """MathJax from the site's own copy (see the build test) typesets the formulas of chapter 3."""
+    dom = headless_chromium(
+        built_page(book_copy, "03_scgen"), tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom"
+    ).stdout
+    assert dom.count("<mjx-container") >= 5, "the formulas of chapter 3 were not typeset"
