@@ -631,6 +631,41 @@ def leakage_summary(scores: pd.DataFrame, leaky: TuningResult) -> pd.DataFrame:
     return pd.concat([reported, summary], ignore_index=True)
 
 
+def leakage_gap(summary: pd.DataFrame, *, honest: str = "tuned", leaky: str = "tuned on test") -> pd.Series:
+    """How much tuning on the test type flatters the result, and the two sources of the flattery.
+
+    ``summary`` is a :func:`leakage_summary` table; ``honest`` and ``leaky`` are the labels given to
+    :func:`evaluate_on_test` for the settings chosen on the validation type and on the test type. With
+    *reported* the leaky search's best trial, *retrained* the leaky settings' mean test score over seeds
+    and *honest* the validation-chosen settings' mean test score:
+
+    - ``luck of the best trial = reported - retrained`` (the best of many noisy trials is partly the
+      luckiest; positive on average, either sign in a small run);
+    - ``choosing on the test cells = retrained - honest`` (the leaky search used the test cells to pick);
+    - ``flattery = reported - honest``, the sum of the two: the published number minus the honest one.
+
+    For an objective where lower is better the signs flip.
+    """
+    reported = summary.loc[summary["model"].str.endswith("(reported)"), "mean"]
+    if len(reported) != 1:
+        raise ValueError("summary must be a leakage_summary table with one '(reported)' row.")
+    model = summary.loc[reported.index[0], "model"].split(":")[0]
+    means = summary.set_index("model")["mean"]
+    names = {label: f"{model} ({label})" for label in (honest, leaky)}
+    missing = [name for name in names.values() if name not in means.index]
+    if missing:
+        raise ValueError(f"summary has no row {missing}; its models are {list(means.index)}.")
+    values = {
+        "reported": reported.iloc[0],
+        "retrained": means[names[leaky]],
+        "honest": means[names[honest]],
+    }
+    values["luck of the best trial"] = values["reported"] - values["retrained"]
+    values["choosing on the test cells"] = values["retrained"] - values["honest"]
+    values["flattery"] = values["reported"] - values["honest"]
+    return pd.Series(values, name=summary["metric"].iloc[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import math
 import anndata as ad
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from optuna.distributions import FloatDistribution
@@ -245,6 +246,28 @@ def test_leakage_summary_puts_the_reported_number_first(cells):
     assert summary.set_index("model").loc["fake (leaky)", "mean"] == pytest.approx(leaky.best_value)
     with pytest.raises(ValueError, match="tune_on_test"):
         tuning.leakage_summary(scores, search(cells))
+
+
+def test_leakage_gap_splits_the_flattery_into_luck_and_choice():
+    summary = pd.DataFrame(
+        {
+            "model": [
+                "scgen: best of 10 trials scored on T (reported)",
+                "scgen (tuned on test)",
+                "scgen (tuned)",
+            ],
+            "metric": "delta_r2_all",
+            "mean": [0.5, 0.3, -0.2],
+        }
+    )
+    gap = tuning.leakage_gap(summary)
+    assert gap["luck of the best trial"] == pytest.approx(0.2)
+    assert gap["choosing on the test cells"] == pytest.approx(0.5)
+    assert gap["flattery"] == pytest.approx(0.7) and gap.name == "delta_r2_all"
+    with pytest.raises(ValueError, match="no row"):
+        tuning.leakage_gap(summary, honest="tuned on B cells")
+    with pytest.raises(ValueError, match="reported"):
+        tuning.leakage_gap(summary.iloc[1:])
 
 
 def test_default_params_reads_every_stage():
