@@ -142,7 +142,7 @@ print(per_type.idxmax(axis=1).to_string())
 # - The mean-shift baseline transfers the average response of the other types.
 #   Where a type responds like the average, it is hard to beat; where a type responds unlike the others (the monocytes respond most strongly, chapter 2), every model that borrows from the others suffers.
 # - Compare the deep models with the mean-shift baseline rather than with each other first: a gap between scGen and scPRAM matters only if at least one of them beats the baseline by more than the seed intervals.
-# - Small types (the dendritic cells, NK cells) have wider intervals and more scattered seeds: fewer cells make both the prediction and the score noisier.
+# - The seeds disagree most where a model has to extrapolate, not where a type is small: in the stored table the widest intervals belong to the CD14+ monocytes, the strongest responders, while the much smaller dendritic cells give nearly the same score with every seed. A small type's score is still noisier than its interval suggests, because the interval covers the training seeds and not the few cells that are scored.
 #
 # A benchmark that reports only CD4 T cells, as the tutorial did, picks one point of this figure.
 
