@@ -794,7 +794,9 @@ def compare_results(
     metrics = list(metrics)
     left = live.loc[live["metric"].isin(metrics), [*columns, "value"]].rename(columns={"value": "live"})
     right = committed.loc[committed["metric"].isin(metrics), [*columns, "value"]]
-    right = right.rename(columns={"value": "committed"}).iloc[: len(right) if same_setup else 0]
+    right = right.rename(columns={"value": "committed"})
+    if not same_setup:  # values of another data setup are not the same grid cells
+        right = right.iloc[0:0]
     merged = left.merge(right, on=columns, how="left")
     merged["difference"] = merged["live"] - merged["committed"]
     merged.attrs["same_setup"] = same_setup

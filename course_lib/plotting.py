@@ -84,6 +84,16 @@ def _with_direction(text: str, info=None, *, separator: str = " ") -> str:
     return f"{text}{separator}({'higher' if info.higher_is_better else 'lower'} is better)"
 
 
+def _whisker(center: float, low: float, high: float) -> np.ndarray | None:
+    """Error-bar extents ``[[center - low], [high - center]]`` (None where the interval is missing).
+
+    Clipped at 0: a skewed bootstrap's mean can lie just outside its percentile interval.
+    """
+    if not np.isfinite([low, high]).all():
+        return None
+    return np.maximum([[center - low], [high - center]], 0.0)
+
+
 def _check_frame(frame: pd.DataFrame, columns: Sequence[str], *, what: str) -> None:
     if frame.empty:
         raise ValueError(f"{what} is empty.")
@@ -482,9 +492,8 @@ def metric_bars(
                 center = position + (h - (len(hues) - 1) / 2) * width
                 height, low, high = _bar_statistics(selected)
                 axes.bar(center, height, width=width * 0.9, color=colors[hue_value if hue else category])
-                if np.isfinite(low) and np.isfinite(high):
-                    # A skewed bootstrap's mean can lie just outside its percentile interval.
-                    whisker = np.maximum([[height - low], [high - height]], 0.0)
+                whisker = _whisker(height, low, high)
+                if whisker is not None:
                     axes.errorbar(center, height, yerr=whisker, color="black", capsize=3)
                 if len(selected) > 1:
                     axes.scatter(
@@ -593,20 +602,13 @@ def metric_scatter(
         (x, x_low, x_high), (y, y_low, y_high) = (
             _bar_statistics(rows[rows["metric"] == name]) for name in (x_metric, y_metric)
         )
-        whiskers = {
-            "xerr": np.maximum([[x - x_low], [x_high - x]], 0.0)
-            if np.isfinite([x_low, x_high]).all()
-            else None,
-            "yerr": np.maximum([[y - y_low], [y_high - y]], 0.0)
-            if np.isfinite([y_low, y_high]).all()
-            else None,
-        }
         label = " | ".join(str(value) for value in group)
         axes.errorbar(
             x,
             y,
-            **whiskers,
-            fmt=markers.get(group[-1], "o") if marker else "o",
+            xerr=_whisker(x, x_low, x_high),
+            yerr=_whisker(y, y_low, y_high),
+            fmt=markers.get(group[-1], "o"),
             color=colors[group[0]],
             markersize=8,
             capsize=3,
@@ -692,14 +694,10 @@ def interval_dots(
         for item in rows[rows[panel] == name].itertuples(index=False):
             record = item._asdict()
             y = labels.index(record[row]) + offsets[record[hue]]
-            low, high = record["ci_low"], record["ci_high"]
-            whisker = (
-                [[record["mean"] - low], [high - record["mean"]]] if np.isfinite([low, high]).all() else None
-            )
             axes.errorbar(
                 record["mean"],
                 y,
-                xerr=whisker,
+                xerr=_whisker(record["mean"], record["ci_low"], record["ci_high"]),
                 fmt=_MARKERS[hues.index(record[hue])],
                 color=colors[record[hue]],
                 capsize=3,

@@ -16,22 +16,9 @@ from course_lib import metrics, plotting  # noqa: E402
 from course_lib.benchmark import seed_intervals  # noqa: E402
 
 
-def split(adata):
-    ctrl = adata[adata.obs["condition"] == "control"].copy()
-    stim = adata[adata.obs["condition"] == "stimulated"].copy()
-    return ctrl, stim
-
-
-@pytest.fixture
-def one_type(synthetic):
-    return split(synthetic[synthetic.obs["cell_type"] == synthetic.obs["cell_type"].iloc[0]].copy())
-
-
-def test_identity_r2_of_means_is_one_minus_the_response_share(one_type):
-    ctrl, stim = one_type
-    identity = ctrl.copy()
-    identity.obs["condition"] = "predicted"
-    scores = metrics.evaluate(ctrl, stim, {"identity": identity}, n_bootstrap=0, verbose=False)
+def test_identity_r2_of_means_is_one_minus_the_response_share(predicted_type):
+    ctrl, stim, predictions = predicted_type
+    scores = metrics.evaluate(ctrl, stim, {"identity": predictions["identity"]}, n_bootstrap=0, verbose=False)
     r2 = scores.set_index("metric").loc["r2_mean_all", "value"]
     assert r2 == pytest.approx(1.0 - metrics.response_share(ctrl, stim))
     genes = list(stim.var_names[:20])
@@ -40,8 +27,8 @@ def test_identity_r2_of_means_is_one_minus_the_response_share(one_type):
     assert metrics.response_share(ctrl, stim, genes=genes) == pytest.approx(expected, rel=1e-5)
 
 
-def test_scaled_response_scores_follow_their_formulas(one_type):
-    ctrl, stim = one_type
+def test_scaled_response_scores_follow_their_formulas(predicted_type):
+    ctrl, stim, _ = predicted_type
     scales = [0.0, 0.5, 1.0, 1.5]
     scores = metrics.scaled_response_scores(ctrl, stim, scales).pivot(index="scale", columns="metric")[
         "value"
@@ -82,14 +69,8 @@ def test_seed_intervals_are_t_intervals_over_seeds():
         seed_intervals(results, confidence=1.0)
 
 
-def test_metric_scatter_draws_one_point_per_group_with_labelled_axes(one_type):
-    ctrl, stim = one_type
-    shift = np.asarray(stim.X.mean(axis=0) - ctrl.X.mean(axis=0))
-    predictions = {}
-    for name, matrix in {"scgen": ctrl.X + 0.8 * shift, "identity": ctrl.X}.items():
-        predictions[name] = ctrl.copy()
-        predictions[name].X = np.asarray(matrix, dtype=np.float32)
-        predictions[name].obs["condition"] = "predicted"
+def test_metric_scatter_draws_one_point_per_group_with_labelled_axes(predicted_type):
+    ctrl, stim, predictions = predicted_type
     results = metrics.evaluate(ctrl, stim, predictions, n_bootstrap=10, verbose=False)
     figure = plotting.metric_scatter(results, x_metric="r2_mean_all", y_metric="delta_pearson_all")
     (axes,) = figure.axes
@@ -101,8 +82,9 @@ def test_metric_scatter_draws_one_point_per_group_with_labelled_axes(one_type):
         plotting.metric_scatter(results, x_metric="r2_mean_all", y_metric="nonsense")
 
 
-def test_metric_curves_one_line_per_metric_and_marks(one_type):
-    scores = metrics.scaled_response_scores(*one_type, np.linspace(0, 1.5, 7))
+def test_metric_curves_one_line_per_metric_and_marks(predicted_type):
+    ctrl, stim, _ = predicted_type
+    scores = metrics.scaled_response_scores(ctrl, stim, np.linspace(0, 1.5, 7))
     scores = scores[scores["metric"].isin(["r2_mean_all", "delta_pearson_all"])]
     figure = plotting.metric_curves(scores, xlabel="scale a", marks={0.0: "identity", 1.0: "truth"})
     (axes,) = figure.axes

@@ -16,28 +16,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from course_lib import metrics, plotting  # noqa: E402
-from course_lib.datasets import synthetic_perturbation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def held_out():
-    """Control and stimulated cells of one type, and two predictions (a good one and the identity)."""
-    adata = synthetic_perturbation(n_cells=400, n_genes=120, n_cell_types=1, seed=2)
-    ctrl = adata[adata.obs["condition"] == "control"].copy()
-    stim = adata[adata.obs["condition"] == "stimulated"].copy()
-    shift = np.asarray(stim.X.mean(axis=0) - ctrl.X.mean(axis=0))
-    predictions = {}
-    for name, matrix in {"scgen": ctrl.X + 0.9 * shift, "identity": ctrl.X}.items():
-        pred = ctrl.copy()
-        pred.X = np.asarray(matrix, dtype=np.float32)
-        pred.obs["condition"] = "predicted"
-        predictions[name] = pred
-    return ctrl, stim, predictions
-
-
-@pytest.fixture(scope="module")
-def results(held_out):
-    ctrl, stim, predictions = held_out
+def results(predicted_type):
+    ctrl, stim, predictions = predicted_type
     return metrics.evaluate(
         ctrl, stim, predictions, n_top_degs=20, n_components=10, n_bootstrap=20, verbose=False
     )
@@ -82,8 +65,8 @@ def test_colors_for_keeps_known_colours_and_gives_unknown_names_distinct_ones():
     assert set(many.values()) == set(plotting.FALLBACK_COLORS)  # it cycles
 
 
-def test_mean_expression_scatter_labels_genes_without_overlaps(held_out):
-    ctrl, stim, predictions = held_out
+def test_mean_expression_scatter_labels_genes_without_overlaps(predicted_type):
+    ctrl, stim, predictions = predicted_type
     figure = plotting.mean_expression_scatter(ctrl, stim, predictions["scgen"], model="scgen", n_top_degs=20)
     _assert_labelled(figure)
     (axes,) = figure.axes
@@ -104,14 +87,14 @@ def test_mean_expression_scatter_labels_genes_without_overlaps(held_out):
     assert any(label.startswith("fit:") for label in legend_labels) and "ŷ = y" in legend_labels
 
 
-def test_mean_expression_scatter_rejects_unknown_degs(held_out):
-    ctrl, stim, predictions = held_out
+def test_mean_expression_scatter_rejects_unknown_degs(predicted_type):
+    ctrl, stim, predictions = predicted_type
     with pytest.raises(KeyError, match="not in var_names"):
         plotting.mean_expression_scatter(ctrl, stim, predictions["scgen"], degs=["no_such_gene"])
 
 
-def test_energy_distance_heatmap_shows_the_frame(held_out):
-    ctrl, stim, predictions = held_out
+def test_energy_distance_heatmap_shows_the_frame(predicted_type):
+    ctrl, stim, predictions = predicted_type
     distances = metrics.energy_distances(ctrl, stim, predictions, n_components=10, squared=True)
     figure = plotting.energy_distance_heatmap(distances)
     _assert_labelled(figure)
@@ -125,8 +108,8 @@ def test_energy_distance_heatmap_shows_the_frame(held_out):
         plotting.energy_distance_heatmap(distances.iloc[:2])
 
 
-def test_deg_dotplot_has_one_dot_per_group_and_gene(held_out):
-    ctrl, stim, predictions = held_out
+def test_deg_dotplot_has_one_dot_per_group_and_gene(predicted_type):
+    ctrl, stim, predictions = predicted_type
     figure = plotting.deg_dotplot(ctrl, stim, predictions, n_genes=8)
     _assert_labelled(figure)
     axes = _data_axes(figure)[0]
@@ -138,8 +121,8 @@ def test_deg_dotplot_has_one_dot_per_group_and_gene(held_out):
         plotting.deg_dotplot(ctrl, stim, {"control": ctrl})
 
 
-def test_embedding_plot_pca_panels(held_out):
-    ctrl, stim, predictions = held_out
+def test_embedding_plot_pca_panels(predicted_type):
+    ctrl, stim, predictions = predicted_type
     figure = plotting.embedding_plot(ctrl, stim, predictions, methods=("pca",), n_components=10)
     _assert_labelled(figure)
     panels = _data_axes(figure)
@@ -151,16 +134,16 @@ def test_embedding_plot_pca_panels(held_out):
 
 
 @pytest.mark.slow  # umap-learn compiles its numba code on the first call (10 s or more)
-def test_embedding_plot_adds_a_umap_row(held_out):
-    ctrl, stim, predictions = held_out
+def test_embedding_plot_adds_a_umap_row(predicted_type):
+    ctrl, stim, predictions = predicted_type
     small = {"scgen": predictions["scgen"][:60]}
     figure = plotting.embedding_plot(ctrl[:60], stim[:60], small, n_components=5)
     _assert_labelled(figure)
     assert [axes.get_xlabel()[:4] for axes in _data_axes(figure)] == ["PC1 ", "UMAP"]
 
 
-def test_embedding_plot_falls_back_to_pca_without_umap(held_out, monkeypatch):
-    ctrl, stim, predictions = held_out
+def test_embedding_plot_falls_back_to_pca_without_umap(predicted_type, monkeypatch):
+    ctrl, stim, predictions = predicted_type
     monkeypatch.setitem(sys.modules, "umap", None)  # makes `import umap` fail
     with pytest.warns(UserWarning, match="umap-learn"):
         figure = plotting.embedding_plot(ctrl, stim, predictions, n_components=5)
@@ -253,9 +236,9 @@ def test_training_history_with_and_without_validation():
         plotting.training_history(history.drop(columns="val_loss"))
 
 
-def test_figures_stay_out_of_pyplot(held_out, results):
+def test_figures_stay_out_of_pyplot(predicted_type, results):
     plt.close("all")
-    ctrl, stim, predictions = held_out
+    ctrl, stim, predictions = predicted_type
     plotting.metric_bars(results, metrics=["r2_mean_all"])
     plotting.mean_expression_scatter(ctrl, stim, predictions["identity"], model="identity", n_labels=3)
     assert plt.get_fignums() == []
