@@ -63,9 +63,8 @@ from course_lib.benchmark import (
 from course_lib.datasets import kang2018
 from course_lib.preprocessing import imbalance, subsample
 
-counts = kang2018()
-if fraction < 1:
-    counts = subsample(counts, fraction, seed=0)
+all_cells = kang2018()
+counts = subsample(all_cells, fraction, seed=0) if fraction < 1 else all_cells
 variants = {"balanced": counts, "imbalanced": imbalance(counts, stim_fraction=0.2, seed=0)}
 cells = pd.concat(
     {name: data.obs.groupby(["cell_type", "condition"], observed=True).size().unstack() for name, data in variants.items()},
@@ -165,7 +164,7 @@ else:
 grid = BenchmarkGrid(models=tuple(live_models), cell_types=(cell_type,), seeds=tuple(range(n_seeds)),
                      n_epochs=n_epochs, fraction=fraction)
 with tempfile.TemporaryDirectory() as folder:
-    live = run_benchmark(kang2018(), grid, results_path=Path(folder) / "slice.csv", verbose=False)
+    live = run_benchmark(all_cells, grid, results_path=Path(folder) / "slice.csv", verbose=False)
 live_table = live[live["metric"].isin(HEADLINE_METRICS)].pivot_table(
     index=["model", "variant"], columns="metric", values="value")
 live_table.round(3)
