@@ -26,13 +26,16 @@ VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 BOOK = ROOT / "book"
-PROFILES = json.loads((BOOK / "profiles.json").read_text())
+PROFILES = json.loads((ROOT / "course_lib" / "data" / "profiles.json").read_text())
+DATA_CACHE = ROOT / "data" / "cache"
+"""Where the checkout keeps the downloaded data (``$COURSE_DATA_DIR`` wins when it is set)."""
 
 
 def run(*command: str | Path, **kwargs) -> None:
-    """Run a command, echoing it; stop with its exit code when it fails."""
+    """Run a command, echoing it, with the checkout's data cache; stop with its exit code when it fails."""
     print("+", " ".join(map(str, command)), flush=True)
-    result = subprocess.run([str(part) for part in command], cwd=ROOT, **kwargs)
+    env = {**os.environ, "COURSE_DATA_DIR": os.environ.get("COURSE_DATA_DIR") or str(DATA_CACHE)}
+    result = subprocess.run([str(part) for part in command], cwd=ROOT, env=env, **kwargs)
     if result.returncode != 0:
         sys.exit(result.returncode)
 

@@ -97,17 +97,16 @@ cell_type = "CD4 T cells"  # the held-out cell type: any type with enough cells 
 
 # %%
 # %matplotlib inline
-import textwrap
-
 import anndata as ad
 import matplotlib.pyplot as plt
 import scanpy as sc
 
 from course_lib import plotting
 from course_lib.datasets import kang2018
+from course_lib.experiment import held_out_split
 from course_lib.metrics import evaluate
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, Scgen
-from course_lib.preprocessing import held_out_split, subsample
+from course_lib.preprocessing import subsample
 
 counts = kang2018()
 train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)
@@ -197,10 +196,7 @@ table.loc[shown, list(predictions)].round(3)
 # The bar chart shows the same numbers with their bootstrap intervals.
 
 # %%
-bars = plotting.metric_bars(results[results["metric"].isin(shown)], metrics=shown, n_cols=4)
-for ax in bars.axes:  # wrap the long metric names so that neighbouring titles do not overlap
-    ax.set_title(textwrap.fill(ax.get_title(), 28), fontsize=9)
-bars
+plotting.metric_bars(results[results["metric"].isin(shown)], metrics=shown, n_cols=4, title_width=28)
 
 # %% [markdown]
 # Where the whiskers of two models overlap, this single run cannot tell them apart.
@@ -248,7 +244,7 @@ plotting.embedding_plot(ctrl, truth, predictions, seed=seed)
 # Types with fewer than 100 control or stimulated cells are too small for the metrics to mean much; the table below lists which types qualify.
 
 # %%
-from course_lib.benchmark import cell_type_eligibility
+from course_lib.experiment import cell_type_eligibility
 
 eligibility = cell_type_eligibility(counts)
 eligibility

@@ -100,15 +100,13 @@ cell_type = "CD4 T cells"  # the held-out cell type
 
 # %%
 # %matplotlib inline
-import textwrap
-
 from IPython.display import display
 
 from course_lib import plotting
 from course_lib.datasets import kang2018
+from course_lib.experiment import held_out_split
 from course_lib.metrics import evaluate
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, Scpram
-from course_lib.preprocessing import held_out_split
 
 counts = kang2018()
 train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)
@@ -177,7 +175,7 @@ variants = {
     "identity": IdentityBaseline(train, seed=seed).train().predict(target=cell_type),
     "mean_shift": MeanShiftBaseline(train, seed=seed).train().predict(target=cell_type),
 }
-plotting.PALETTE.update(plotting.colors_for(variants))  # one colour per variant in every figure below
+colors = plotting.colors_for(variants)  # one colour per variant in every figure below
 results = evaluate(ctrl, truth, variants, seed=seed)
 shown = ["r2_mean_all", "r2_mean_top100", "delta_pearson_all", "delta_pearson_top100",
          "delta_r2_top100", "e_distance", "mv_kde", "deg_jaccard_top100"]
@@ -190,10 +188,8 @@ table.loc[shown, list(variants)].round(3)
 # The bar chart shows the same metrics with their bootstrap intervals, one panel per metric.
 
 # %%
-bars = plotting.metric_bars(results[results["metric"].isin(shown)], metrics=shown, n_cols=2)
-for ax in bars.axes:  # wrap the long metric names so that neighbouring titles do not overlap
-    ax.set_title(textwrap.fill(ax.get_title(), 40), fontsize=9)
-bars
+plotting.metric_bars(results[results["metric"].isin(shown)], metrics=shown, n_cols=2, title_width=40,
+                     colors=colors)
 
 # %% [markdown]
 # And the cells themselves: control, real stimulated and predicted cells of each variant in the PCA of the real cells, two variants per figure.
@@ -202,7 +198,7 @@ bars
 # %%
 for pair in [("scpram", "attention_only"), ("ot_only", "row0")]:
     display(plotting.embedding_plot(ctrl, truth, {name: variants[name] for name in pair},
-                                    methods=("pca",), seed=seed))
+                                    methods=("pca",), seed=seed, colors=colors))
 
 # %% [markdown]
 # ## What the comparison teaches

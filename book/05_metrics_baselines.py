@@ -74,6 +74,7 @@ import pandas as pd
 
 from course_lib import plotting
 from course_lib.datasets import kang2018
+from course_lib.experiment import held_out_split
 from course_lib.metrics import (
     METRICS,
     energy_distances,
@@ -83,7 +84,6 @@ from course_lib.metrics import (
     top_degs,
 )
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, Scgen, Scpram
-from course_lib.preprocessing import held_out_split
 
 counts = kang2018()
 train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)

@@ -86,8 +86,8 @@ validation_type = "CD8 T cells"
 import pandas as pd
 
 from course_lib import plotting, tuning
-from course_lib.benchmark import cell_type_eligibility
 from course_lib.datasets import kang2018
+from course_lib.experiment import cell_type_eligibility
 from course_lib.preprocessing import subsample
 
 counts = kang2018()
@@ -119,7 +119,7 @@ grids["scpram"].trials.round(3)
 # The heat maps show the objective of each combination, scored on the validation type.
 
 # %%
-heatmaps = {model: tuning.plot_grid(result) for model, result in grids.items()}
+heatmaps = {model: plotting.tuning_grid(result) for model, result in grids.items()}
 heatmaps["scgen"]
 
 # %%
@@ -157,14 +157,14 @@ tpe.trials.round(4)
 # The optimisation history shows the objective of every complete trial and the best value so far; crosses along the bottom mark pruned trials.
 
 # %%
-tuning.plot_history(tpe)
+plotting.tuning_history(tpe)
 
 # %% [markdown]
 # Which parameters mattered?
 # Optuna's fANOVA importance fits a random forest to the trials and asks how much of the objective's variance each parameter explains.
 
 # %%
-tuning.plot_importances(tpe, seed=seed)
+plotting.tuning_importances(tpe, seed=seed)
 
 # %% [markdown]
 # With a handful of trials these shares are rough: the forest sees only as many points as there are complete trials, and a single unlucky trial can make a parameter look important.
@@ -253,7 +253,7 @@ plotting.metric_bars(scores[scores["metric"].isin(shown)], metrics=shown, n_cols
 # :::{dropdown} Solution
 # ```python
 # tpe_scpram = tuning.tune(counts, "scpram", search="tpe", n_trials=n_trials, **search_options)
-# display(tuning.plot_history(tpe_scpram), tuning.plot_importances(tpe_scpram, seed=seed))
+# display(plotting.tuning_history(tpe_scpram), plotting.tuning_importances(tpe_scpram, seed=seed))
 # tpe_scpram.trials.round(4)
 # ```
 # The `ratio` is applied at prediction time and does not change the training loss, so pruning cannot judge it; only the objective sees it.

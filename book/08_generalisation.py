@@ -61,9 +61,7 @@ import matplotlib.pyplot as plt
 
 from course_lib import plotting
 from course_lib.benchmark import (
-    DEFAULT_RESULTS,
     BenchmarkGrid,
-    cell_type_eligibility,
     compare_results,
     load_results,
     provenance_table,
@@ -72,6 +70,7 @@ from course_lib.benchmark import (
 )
 from course_lib.crossstudy import cross_study_experiment, simulate_second_study
 from course_lib.datasets import kang2018
+from course_lib.experiment import cell_type_eligibility
 from course_lib.preprocessing import subsample
 
 counts = kang2018()
@@ -94,7 +93,7 @@ print(f"eligible: {eligibility['eligible'].sum()} of {len(eligibility)} types; e
 # Every row is one (model, held-out type, data variant, seed, metric); the table below counts the seeds present for each model and held-out type.
 
 # %%
-results = load_results(DEFAULT_RESULTS)
+results = load_results("../data/benchmark/kang2018_loto.csv")
 provenance = results.attrs["provenance"]
 results.groupby(["variant", "cell_type", "model"])["seed"].nunique().unstack("model")
 

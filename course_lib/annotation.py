@@ -17,7 +17,9 @@ clusters and the marker scores that named them.
 
 No reference label is read anywhere in that pipeline. The published labels serve only to measure it
 afterwards: :func:`agreement_by_type` and :func:`confusion_table`, on the reference subsets that
-:func:`read_reference_labels` and :func:`reference_subset` return.
+:func:`read_reference_labels` and :func:`reference_subset` return. The measurement is kept as
+confusion counts (:func:`confusion_counts`), which the course commits beside the labels so that every
+reader sees it; :func:`confusion_from_counts` and :func:`agreement_of_confusion` read it back.
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
 
-from course_lib._validation import (
+from course_lib.checks import (
     as_dense,
     looks_like_counts,
     require_log_normalised,
     require_nonempty,
     require_obs_keys,
 )
-from course_lib.datasets import CELL_TYPES, REPO_DATA
+from course_lib.datasets import CELL_TYPES
 
 PBMC_MARKERS: dict[str, tuple[str, ...]] = {
     "CD4 T cells": ("CD3D", "IL7R", "CCR7"),
@@ -374,12 +376,14 @@ def annotate_cell_types(
     return shared
 
 
-def reference_labels_path() -> Path:
-    """Path of the published labels: ``$COURSE_VALIDATION_LABELS``, else ``../shared/validation/`` of the
-    checkout (``kang2018_reference_labels.csv``)."""
-    checkout = REPO_DATA.parent
-    default = checkout.parent / "shared" / "validation" / "kang2018_reference_labels.csv"
-    return Path(os.environ.get(REFERENCE_LABELS_ENV) or default)
+def reference_labels_path() -> Path | None:
+    """Path of the published labels named by ``$COURSE_VALIDATION_LABELS``, or None where it is unset.
+
+    The published labels are not part of the course; whoever has them points this variable at them
+    (the annotation script of the repository also takes the path as an argument).
+    """
+    value = os.environ.get(REFERENCE_LABELS_ENV)
+    return Path(value) if value else None
 
 
 def read_reference_labels(path: Path | str | None = None) -> pd.DataFrame:
@@ -393,8 +397,10 @@ def read_reference_labels(path: Path | str | None = None) -> pd.DataFrame:
         One row per cell and source, indexed by barcode (``cell``).
     """
     path = Path(path) if path is not None else reference_labels_path()
-    if not path.exists():
-        raise FileNotFoundError(f"validation labels not found at {path}; set {REFERENCE_LABELS_ENV}.")
+    if path is None or not path.exists():
+        raise FileNotFoundError(
+            f"validation labels not found at {path}; pass a path or set {REFERENCE_LABELS_ENV}."
+        )
     return pd.read_csv(path, index_col="cell")
 
 
@@ -422,6 +428,36 @@ def _ordered(labels: Sequence[str], types: Sequence[str]) -> list[str]:
     return [t for t in types if t in present] + sorted(present.difference(types))
 
 
+def confusion_table(
+    predicted: pd.Series, reference: pd.Series, *, types: Sequence[str] = CELL_TYPES
+) -> pd.DataFrame:
+    """Cell counts per reference label (rows) and predicted label (columns), for the cells of ``reference``.
+
+    Rows and columns list the labels in the order of ``types`` (labels outside it after, by name); a
+    type that appears on either side appears on both, so the diagonal holds the agreements.
+    """
+    predicted, reference = _aligned(predicted, reference)
+    labels = _ordered(set(reference) | set(predicted), types)
+    table = pd.crosstab(reference, predicted).reindex(index=labels, columns=labels, fill_value=0)
+    return table.rename_axis(index="reference", columns="predicted")
+
+
+def agreement_of_confusion(confusion: pd.DataFrame) -> pd.DataFrame:
+    """Per-type agreement from a :func:`confusion_table`: for each reference type, its cells, the cells
+    that got the same label and their share (the type's recall), then the ``overall`` row.
+
+    Reference types with no cells are left out.
+    """
+    n_cells = confusion.sum(axis=1)
+    n_agree = pd.Series(np.diag(confusion.to_numpy()), index=confusion.index)
+    table = pd.DataFrame({"n_cells": n_cells, "n_agree": n_agree})[n_cells > 0]
+    table.loc["overall"] = table.sum()
+    table = table.astype(int)
+    table["agreement"] = table["n_agree"] / table["n_cells"]
+    table.index.name = "reference"
+    return table
+
+
 def agreement_by_type(
     predicted: pd.Series, reference: pd.Series, *, types: Sequence[str] = CELL_TYPES
 ) -> pd.DataFrame:
@@ -434,27 +470,42 @@ def agreement_by_type(
     -------
     pd.DataFrame
         Rows: the reference types (in the order of ``types``, others after), then ``overall``; columns
-        ``n_cells``, ``n_agree`` and ``agreement``.
+        ``n_cells``, ``n_agree`` and ``agreement`` (:func:`agreement_of_confusion`).
     """
-    predicted, reference = _aligned(predicted, reference)
-    agree = (predicted == reference).groupby(reference).agg(["size", "sum"])
-    table = agree.reindex(_ordered(reference.unique(), types)).set_axis(["n_cells", "n_agree"], axis=1)
-    table.loc["overall"] = table.sum()
-    table = table.astype(int)
-    table["agreement"] = table["n_agree"] / table["n_cells"]
-    table.index.name = "reference"
-    return table
+    return agreement_of_confusion(confusion_table(predicted, reference, types=types))
 
 
-def confusion_table(
-    predicted: pd.Series, reference: pd.Series, *, types: Sequence[str] = CELL_TYPES
+def confusion_counts(
+    predicted: pd.Series,
+    references: pd.DataFrame,
+    *,
+    comparisons: Sequence[tuple[str, str]] = REFERENCE_COMPARISONS,
 ) -> pd.DataFrame:
-    """Cell counts per reference label (rows) and predicted label (columns), for the cells of ``reference``.
+    """The confusion tables of every ``(source, condition)`` comparison in long form.
 
-    Rows and columns list the labels in the order of ``types`` (labels outside it after, by name); a
-    type that appears on either side appears on both, so the diagonal holds the agreements.
+    Columns ``source, condition, reference, predicted, n_cells`` (non-zero counts only): a small table
+    that holds the whole measurement without a single published label per cell.
     """
-    predicted, reference = _aligned(predicted, reference)
-    labels = _ordered(set(reference) | set(predicted), types)
-    table = pd.crosstab(reference, predicted).reindex(index=labels, columns=labels, fill_value=0)
+    frames = []
+    for source, condition in comparisons:
+        reference = reference_subset(references, source=source, condition=condition)
+        table = confusion_table(predicted, reference).stack().rename("n_cells").reset_index()
+        frames.append(table[table["n_cells"] > 0].assign(source=source, condition=condition))
+    columns = ["source", "condition", "reference", "predicted", "n_cells"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def confusion_from_counts(
+    counts: pd.DataFrame, *, source: str, condition: str, types: Sequence[str] = CELL_TYPES
+) -> pd.DataFrame:
+    """The :func:`confusion_table` of one comparison from :func:`confusion_counts`' long table."""
+    chosen = counts[(counts["source"] == source) & (counts["condition"] == condition)]
+    if chosen.empty:
+        pairs = sorted(set(zip(counts["source"], counts["condition"], strict=True)))
+        raise ValueError(f"no counts for source {source!r} and condition {condition!r}; known: {pairs}.")
+    labels = _ordered(set(chosen["reference"]) | set(chosen["predicted"]), types)
+    table = chosen.pivot_table(
+        index="reference", columns="predicted", values="n_cells", aggfunc="sum", fill_value=0
+    )
+    table = table.reindex(index=labels, columns=labels, fill_value=0).astype(int)
     return table.rename_axis(index="reference", columns="predicted")

@@ -41,6 +41,7 @@ def execute_chapter(source: Path, output: Path, *, parameters: dict | None = Non
 
 
 def main() -> None:
+    """Command line: ``python -m course_lib.book execute SOURCE OUTPUT --parameters JSON``."""
     parser = argparse.ArgumentParser(description="Execute a course chapter with papermill.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("execute")

@@ -35,8 +35,9 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from course_lib._validation import as_dense, require_nonempty, require_value
-from course_lib.benchmark import _evaluation_options, _model_specs, _registry, _resolve_cell_types, _trained
+from course_lib.checks import as_dense, require_nonempty, require_seed, require_value
+from course_lib.experiment import check_evaluation_options, model_specs, resolve_cell_types, train_model
+from course_lib.keys import DEFAULT_KEYS, ObsKeys
 from course_lib.metrics import evaluate
 from course_lib.preprocessing import preprocess, subsample
 
@@ -105,8 +106,7 @@ def simulate_second_study(
     depth_fraction: float = 0.7,
     seed: int = 0,
     study_key: str = "study",
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
+    keys: ObsKeys = DEFAULT_KEYS,
     counts_layer: str = "counts",
 ) -> ad.AnnData:
     """Split off a simulated second study B from real cells and give its counts a technical batch effect.
@@ -144,7 +144,7 @@ def simulate_second_study(
         dtype=np.float32,
     )
     study_b = adata_counts.obs_names.isin(
-        subsample(adata_counts, fraction, groupby=(condition_key, cell_type_key), seed=seed).obs_names
+        subsample(adata_counts, fraction, groupby=(keys.condition, keys.cell_type), seed=seed).obs_names
     )
     capture_seed, thinning_seed = np.random.SeedSequence(seed).spawn(2)
     efficiency = capture_efficiencies(
@@ -171,10 +171,12 @@ def simulate_second_study(
     return result
 
 
-def _require_larger_study_a(obs: pd.DataFrame, cell_types: Sequence[str], study_key: str, keys) -> None:
+def _require_larger_study_a(
+    adata: ad.AnnData, cell_types: Sequence[str], study_key: str, keys: ObsKeys
+) -> None:
     """Raise unless study A has more control cells than study B of every type that is scored."""
-    controls = obs[obs[keys["condition_key"]].astype(str) == keys["ctrl_key"]]
-    sizes = pd.crosstab(controls[keys["cell_type_key"]].astype(str), controls[study_key].astype(str))
+    controls = adata.obs[keys.is_control(adata)]
+    sizes = pd.crosstab(controls[keys.cell_type].astype(str), controls[study_key].astype(str))
     smaller = [t for t in cell_types if sizes.loc[t].get(STUDY_A, 0) <= sizes.loc[t].get(STUDY_B, 0)]
     if smaller:
         raise ValueError(
@@ -183,17 +185,23 @@ def _require_larger_study_a(obs: pd.DataFrame, cell_types: Sequence[str], study_
         )
 
 
-def _aligned_controls(corrector, train: ad.AnnData, ctrl: ad.AnnData, study_key: str, keys) -> ad.AnnData:
+def _aligned_controls(
+    corrector, train: ad.AnnData, ctrl: ad.AnnData, study_key: str, keys: ObsKeys
+) -> ad.AnnData:
     """Study B's controls after scGen's batch removal, fitted on the controls of both studies.
 
     Only control cells take part: study A's type means would otherwise mix in its stimulated cells and
     the alignment would move B's controls part of the way towards the stimulated state. Each type is
-    aligned to its largest study, A (checked by :func:`_require_larger_study_a`).
+    aligned to its largest study, A (checked by :func:`_require_larger_study_a`). scGen's decoder is
+    linear and can return slightly negative values; log-normalised expression is never negative, so
+    they are set to 0 before the models read the aligned cells.
     """
-    controls = train[train.obs[keys["condition_key"]].astype(str).to_numpy() == keys["ctrl_key"]]
+    controls = train[keys.is_control(train)]
     both = ad.concat([controls, ctrl], merge="same")
     corrected = corrector.remove_batch_effect(both, batch_key=study_key)
-    return corrected[ctrl.obs_names].copy()
+    aligned = corrected[ctrl.obs_names].copy()
+    aligned.X = np.maximum(as_dense(aligned.X), 0.0)
+    return aligned
 
 
 def cross_study_experiment(
@@ -211,11 +219,7 @@ def cross_study_experiment(
     registry: Mapping[str, type] | None = None,
     verbose: bool = True,
     study_key: str = "study",
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    ctrl_key: str = "control",
-    stim_key: str = "stimulated",
-    pred_key: str = "predicted",
+    keys: ObsKeys = DEFAULT_KEYS,
 ) -> pd.DataFrame:
     """Train on study A; predict study B's stimulated cells from its controls, with and without correction.
 
@@ -248,40 +252,40 @@ def cross_study_experiment(
     models, hyperparameters, registry
         As in :class:`course_lib.benchmark.BenchmarkGrid` (one setting per model is typical); ``models``
         must include ``"scgen"``, which does the batch removal.
+    seeds
+        A non-empty list of non-negative integers; each trains every model anew.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``model, hyperparameters, correction, seed, cell_type, metric, value, ci_low, ci_high``.
     """
-    keys = {
-        "condition_key": condition_key,
-        "cell_type_key": cell_type_key,
-        "ctrl_key": ctrl_key,
-        "stim_key": stim_key,
-        "pred_key": pred_key,
-    }
     for value in (STUDY_A, STUDY_B):
         require_value(adata_counts, study_key, value)
     if "scgen" not in models:
         raise ValueError(
             f"models must include 'scgen': its batch removal is the correction; got {list(models)}."
         )
-    specs = _model_specs(
-        models, hyperparameters or {}, _registry() if registry is None else registry, n_epochs
-    )
-    evaluation = {**_evaluation_options(evaluation or {}, keys), "verbose": False, **keys}
+    if isinstance(seeds, str | int) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of non-negative integers, not {seeds!r}.")
+    seeds = [require_seed(seed, what="every seed") for seed in seeds]
+    specs = model_specs(models, hyperparameters or {}, n_epochs=n_epochs, registry=registry)
+    evaluation = {
+        "n_ceiling_splits": 0,
+        **check_evaluation_options(evaluation or {}),
+        "verbose": False,
+        "keys": keys,
+    }
     is_a = adata_counts.obs[study_key].astype(str).to_numpy() == STUDY_A
-    cell_types = _resolve_cell_types(adata_counts[~is_a], cell_types, min_cells=min_cells, keys=keys)
-    _require_larger_study_a(adata_counts.obs, cell_types, study_key, keys)
+    cell_types = resolve_cell_types(adata_counts[~is_a], cell_types, min_cells=min_cells, keys=keys)
+    _require_larger_study_a(adata_counts, cell_types, study_key, keys)
 
     data = preprocess(adata_counts, fit_on=is_a, n_top_genes=n_top_genes)
     train = data[is_a].copy()
     study_b = data[~is_a]
-    in_types = study_b.obs[cell_type_key].astype(str).isin(cell_types).to_numpy()
-    condition = study_b.obs[condition_key].astype(str).to_numpy()
-    ctrl = study_b[in_types & (condition == ctrl_key)].copy()
-    stim = study_b[in_types & (condition == stim_key)].copy()
+    in_types = np.isin(keys.cell_types(study_b), cell_types)
+    ctrl = study_b[in_types & keys.is_control(study_b)].copy()
+    stim = study_b[in_types & keys.is_stimulated(study_b)].copy()
 
     frames = []
     with tqdm(
@@ -290,7 +294,7 @@ def cross_study_experiment(
         for seed in seeds:
             trained = []
             for spec in specs:
-                trained.append(_trained(spec, train, seed=seed, keys=keys)[0])
+                trained.append(train_model(spec, train, seed=seed, keys=keys)[0])
                 progress.update()
             corrector = trained[[spec.name for spec in specs].index("scgen")]
             aligned = _aligned_controls(corrector, train, ctrl, study_key, keys)

@@ -2,11 +2,10 @@
 
 The held-out cells of an experiment must not influence which genes are kept: pass ``fit_on`` (a boolean
 mask of the training cells) so that gene filtering and highly-variable-gene selection see only them.
+:func:`course_lib.experiment.held_out_split` does this for a held-out cell type in one call.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -14,42 +13,37 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
-from course_lib._validation import looks_like_counts, require_finite, require_nonempty, require_value
+from course_lib.checks import (
+    looks_like_counts,
+    require_finite_values,
+    require_fraction,
+    require_nonempty,
+    require_positive_int,
+    require_seed,
+    require_unique_genes,
+    require_value,
+)
+from course_lib.keys import DEFAULT_KEYS, ObsKeys
 
 
-def holdout_mask(
-    adata: ad.AnnData,
-    cell_type: str,
-    *,
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    stim_key: str = "stimulated",
-) -> np.ndarray:
+def holdout_mask(adata: ad.AnnData, cell_type: str, *, keys: ObsKeys = DEFAULT_KEYS) -> np.ndarray:
     """Boolean mask of the cells a held-out-type experiment hides: the stimulated cells of ``cell_type``."""
-    require_value(adata, cell_type_key, cell_type)
-    require_value(adata, condition_key, stim_key)
-    is_type = adata.obs[cell_type_key].astype(str).to_numpy() == cell_type
-    is_stim = adata.obs[condition_key].astype(str).to_numpy() == stim_key
-    if not (is_type & is_stim).any():
-        raise ValueError(f"{cell_type!r} has no {stim_key!r} cells to hold out.")
-    return is_type & is_stim
+    require_value(adata, keys.cell_type, cell_type)
+    require_value(adata, keys.condition, keys.stimulated)
+    hidden = keys.is_type(adata, cell_type) & keys.is_stimulated(adata)
+    if not hidden.any():
+        raise ValueError(f"{cell_type!r} has no {keys.stimulated!r} cells to hold out.")
+    return hidden
 
 
 def holdout(
-    adata: ad.AnnData,
-    cell_type: str,
-    *,
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    stim_key: str = "stimulated",
+    adata: ad.AnnData, cell_type: str, *, keys: ObsKeys = DEFAULT_KEYS
 ) -> tuple[ad.AnnData, ad.AnnData]:
     """Split into ``(train, heldout)``: the stimulated cells of ``cell_type`` are held out, the rest trains.
 
     The target's control cells stay in ``train``: they are the query a model transforms.
     """
-    mask = holdout_mask(
-        adata, cell_type, condition_key=condition_key, cell_type_key=cell_type_key, stim_key=stim_key
-    )
+    mask = holdout_mask(adata, cell_type, keys=keys)
     return adata[~mask].copy(), adata[mask].copy()
 
 
@@ -75,13 +69,15 @@ def preprocess(
     gene statistics in ``.var`` and the parameters in ``uns['preprocessing']``.
     """
     require_nonempty(adata)
+    require_unique_genes(adata)
+    n_top_genes = require_positive_int(n_top_genes, what="n_top_genes")
     counts = adata.layers[counts_layer] if counts_layer in adata.layers else adata.X
+    require_finite_values(counts, what="the counts")
     if not looks_like_counts(counts):
         raise ValueError(
             "preprocess expects raw counts (non-negative integers) in .X or layers"
-            f"[{counts_layer!r}]; this data looks already normalised."
+            f"[{counts_layer!r}]; this data looks already normalised (or holds negative values)."
         )
-    require_finite(adata)
     fit_on = np.ones(adata.n_obs, dtype=bool) if fit_on is None else np.asarray(fit_on, dtype=bool)
     if fit_on.shape != (adata.n_obs,) or not fit_on.any():
         raise ValueError(
@@ -126,8 +122,8 @@ def subsample(
     Stratifying keeps the make-up of the data, so a small run still holds every cell type and condition.
     ``only`` (a boolean mask) restricts the thinning to those cells; the others are all kept.
     """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+    fraction = require_fraction(fraction, what="fraction")
+    seed = require_seed(seed)
     only = np.ones(adata.n_obs, dtype=bool) if only is None else np.asarray(only, dtype=bool)
     rng = np.random.default_rng(seed)
     keys = adata.obs[list(groupby)].astype(str).agg("|".join, axis=1).to_numpy()
@@ -143,9 +139,7 @@ def imbalance(
     adata: ad.AnnData,
     *,
     stim_fraction: float = 0.2,
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    stim_key: str = "stimulated",
+    keys: ObsKeys = DEFAULT_KEYS,
     seed: int = 0,
 ) -> ad.AnnData:
     """Imbalanced variant: every control cell, but only ``stim_fraction`` of each type's stimulated cells.
@@ -153,44 +147,11 @@ def imbalance(
     Real perturbation experiments rarely sample both conditions evenly; this variant lets a chapter ask
     whether a model's ranking survives that.
     """
-    require_value(adata, condition_key, stim_key)
-    is_stim = adata.obs[condition_key].astype(str).to_numpy() == stim_key
-    return subsample(adata, stim_fraction, groupby=(condition_key, cell_type_key), only=is_stim, seed=seed)
-
-
-class HeldOutSplit(NamedTuple):
-    """The three AnnData objects of a held-out-type experiment."""
-
-    train: ad.AnnData
-    """Every cell except the target's stimulated cells: what a model may learn from."""
-    query: ad.AnnData
-    """The target's control cells (also in ``train``): what a model transforms."""
-    truth: ad.AnnData
-    """The target's stimulated cells: hidden from the model, used only to score its prediction."""
-
-
-def held_out_split(
-    counts: ad.AnnData,
-    cell_type: str,
-    *,
-    fraction: float = 1.0,
-    seed: int = 0,
-    n_top_genes: int = 2000,
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    ctrl_key: str = "control",
-    stim_key: str = "stimulated",
-) -> HeldOutSplit:
-    """Prepare raw counts for predicting ``cell_type``'s response without leaking it.
-
-    Steps: thin every (condition, cell type) group to ``fraction`` (:func:`subsample`, seeded; 1 keeps
-    all); choose genes and normalise on every cell except the target's stimulated ones
-    (:func:`preprocess` with ``fit_on``); split with :func:`holdout`.
-    """
-    keys = {"condition_key": condition_key, "cell_type_key": cell_type_key, "stim_key": stim_key}
-    if fraction < 1:
-        counts = subsample(counts, fraction, groupby=(condition_key, cell_type_key), seed=seed)
-    adata = preprocess(counts, fit_on=~holdout_mask(counts, cell_type, **keys), n_top_genes=n_top_genes)
-    train, truth = holdout(adata, cell_type, **keys)
-    is_query = (train.obs[cell_type_key] == cell_type) & (train.obs[condition_key] == ctrl_key)
-    return HeldOutSplit(train, train[is_query.to_numpy()].copy(), truth)
+    require_value(adata, keys.condition, keys.stimulated)
+    return subsample(
+        adata,
+        stim_fraction,
+        groupby=(keys.condition, keys.cell_type),
+        only=keys.is_stimulated(adata),
+        seed=seed,
+    )

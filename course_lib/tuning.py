@@ -26,12 +26,11 @@ by their initialisation ("common random numbers"); the same seeds give the same 
 
 from __future__ import annotations
 
-import inspect
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,13 +38,22 @@ import anndata as ad
 import numpy as np
 import optuna
 import pandas as pd
-from matplotlib.figure import Figure
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from course_lib import benchmark, metrics, plotting
-from course_lib._validation import as_dense
-from course_lib.benchmark import BenchmarkGrid, run_benchmark
-from course_lib.preprocessing import holdout_mask
+from course_lib import metrics
+from course_lib.benchmark import BenchmarkGrid, run_benchmark, summarise
+from course_lib.checks import as_dense, require_positive_int
+from course_lib.experiment import (
+    HeldOutSplit,
+    default_setting,
+    held_out_split,
+    model_class,
+    model_spec,
+    resolve_cell_types,
+    train_model,
+)
+from course_lib.keys import DEFAULT_KEYS, ObsKeys
+from course_lib.models import TrainingDivergedError
 
 GRIDS: dict[str, dict[str, tuple]] = {
     "scgen": {"n_layers": (1, 3), "dropout": (0.05, 0.30)},
@@ -83,7 +91,7 @@ dropout        0 to 0.5              0.2         (none in the model)
 noise_rate     (none in the model)               0 to 0.3              0.1
 kl_weight      1e-6 to 1e-2 (log)    5e-5        1e-6 to 1e-2 (log)    5e-4
 ratio          (no attention)                    0.001 to 0.1 (log)    0.05
-lr             1e-4 to 1e-2 (log)    1e-3        5e-5 to 5e-3 (log)    5e-4
+lr             1e-4 to 1e-2 (log)    3e-3        5e-5 to 5e-3 (log)    5e-4
 =============  ====================  ==========  ====================  ==========
 
 Rates and weights span two to four orders of magnitude on a log scale; the scPRAM ranges hold the
@@ -100,35 +108,17 @@ trials little else)."""
 DEFAULT_OBJECTIVE = "delta_r2_all"
 """Metric a search maximises by default; see :func:`tune` for why it is not the tutorial's R² of means."""
 
-# ---------------------------------------------------------------------------------------------
-# Models, their parameters and the data of a search
-# ---------------------------------------------------------------------------------------------
-
-
-def _model_class(model: str, registry: Mapping[str, type] | None) -> type:
-    """The class of ``model`` in ``registry`` (default ``course_lib.models.MODELS``)."""
-    registry = benchmark._registry() if registry is None else registry
-    if model not in registry:
-        raise KeyError(f"unknown model {model!r}; the registry knows {', '.join(map(repr, registry))}.")
-    return registry[model]
-
 
 def default_params(
     model: str, names: Sequence[str], *, registry: Mapping[str, type] | None = None
 ) -> dict[str, Any]:
-    """The default values of the parameters ``names`` of ``model`` (constructor, ``train`` or ``predict``).
+    """The values that ``model`` uses for the parameters ``names`` when they are not passed
+    (constructor, ``train`` or ``predict``; :meth:`course_lib.models.PerturbationModel.hyperparameters`).
 
     A tuned-versus-default comparison must change only the tuned parameters: train the defaults with
     ``{**fixed, **default_params(model, tuned)}`` next to ``{**fixed, **tuned}``.
     """
-    cls = _model_class(model, registry)
-    functions = {"init": cls, "train": cls.train, "predict": cls.predict}
-    defaults = {
-        name: inspect.signature(functions[stage]).parameters[name].default
-        for stage, routed in benchmark._route(cls, dict.fromkeys(names)).items()
-        for name in routed
-    }
-    return {name: defaults[name] for name in names}
+    return default_setting(model_class(model, registry), names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +161,8 @@ def _optuna_logging(verbose: bool):
 
 
 @dataclass(frozen=True)
-class _Search:
-    """Everything that defines a search except the cell type it scores."""
+class Search:
+    """Everything that defines a search except the cell type it scores (see :func:`tune`)."""
 
     model: str
     registry: Mapping[str, type] | None
@@ -188,32 +178,26 @@ class _Search:
     pruner: optuna.pruners.BasePruner
     loss_key: str
     n_top_genes: int
-    keys: dict[str, str]
-    pred_key: str
+    keys: ObsKeys
 
     def sampler(self) -> optuna.samplers.BaseSampler:
+        """The seeded sampler: Optuna's ``GridSampler`` or a TPE sampler."""
         if self.search == "grid":
             grid = {name: list(distribution.choices) for name, distribution in self.space.items()}
             return optuna.samplers.GridSampler(grid, seed=self.sampler_seed)
         return optuna.samplers.TPESampler(n_startup_trials=TPE_STARTUP_TRIALS, seed=self.sampler_seed)
 
-    def split(self, counts: ad.AnnData, scored_type: str) -> benchmark._HeldOut:
-        """Hide the stimulated cells of the test type and of ``scored_type``; preprocess with genes chosen
-        on the cells left (the training cells); return those and the scored type's real cells."""
-        kept = ~holdout_mask(
-            counts,
-            self.test_type,
-            condition_key=self.keys["condition_key"],
-            cell_type_key=self.keys["cell_type_key"],
-            stim_key=self.keys["stim_key"],
+    def split(self, counts: ad.AnnData, scored_type: str) -> HeldOutSplit:
+        """Hide the stimulated cells of the test type and of ``scored_type``; choose genes on the cells
+        left (the training cells) with :func:`course_lib.experiment.held_out_split`."""
+        withheld = () if scored_type == self.test_type else (self.test_type,)
+        return held_out_split(
+            counts, scored_type, n_top_genes=self.n_top_genes, withheld=withheld, keys=self.keys
         )
-        grid = BenchmarkGrid(n_top_genes=self.n_top_genes)
-        return benchmark._held_out(counts, kept, scored_type, grid, self.keys)
 
     def run(self, counts: ad.AnnData, *, scored_type: str, verbose: bool) -> TuningResult:
         """Run the search, every trial trained on :meth:`split` and scored on ``scored_type``."""
         data = self.split(counts, scored_type)
-        cls = _model_class(self.model, self.registry)
         higher_is_better = metrics.METRICS[self.objective_metric].higher_is_better
         # Intermediate values are compared in the study's direction: report the loss so that better is
         # larger when the objective is maximised, or the pruner would stop the best trials.
@@ -230,20 +214,28 @@ class _Search:
                         f"{self.loss_key} {history_row[self.loss_key]:.4g} at epoch {epoch}"
                     )
 
-            spec = benchmark._model_spec(self.model, cls, {**self.fixed_params, **params}, self.n_epochs)
-            spec = replace(spec, train={**spec.train, "on_epoch_end": on_epoch_end})
-            model, _ = benchmark._trained(spec, data.train, seed=self.seed, keys=self.keys)
+            spec = model_spec(
+                self.model, {**self.fixed_params, **params}, n_epochs=self.n_epochs, registry=self.registry
+            )
+            try:
+                model, _ = train_model(
+                    spec, data.train, seed=self.seed, keys=self.keys, on_epoch_end=on_epoch_end
+                )
+            except TrainingDivergedError as error:
+                trial.set_user_attr("error", str(error))
+                return math.nan  # Optuna records the trial as failed and the search goes on
             prediction = model.predict(target=scored_type, **spec.predict)
             if not np.isfinite(as_dense(prediction.X)).all():
-                return math.nan  # Optuna records the trial as failed and the search goes on
+                trial.set_user_attr("error", "the prediction holds NaN or infinite values")
+                return math.nan
             scores = metrics.evaluate(
-                data.ctrl,
-                data.stim,
+                data.query,
+                data.truth,
                 {"trial": prediction},
                 n_bootstrap=0,
+                n_ceiling_splits=0,
                 verbose=False,
-                pred_key=self.pred_key,
-                **self.keys,
+                keys=self.keys,
             )
             trial.set_user_attr("scores", dict(zip(scores["metric"], scores["value"], strict=True)))
             return trial.user_attrs["scores"][self.objective_metric]
@@ -278,7 +270,7 @@ class TuningResult:
     study: optuna.Study
     model: str
     scored_type: str
-    search: _Search = field(repr=False)
+    search: Search = field(repr=False)
 
     @property
     def test_type(self) -> str:
@@ -363,11 +355,7 @@ def tune(
     min_cells: int = 100,
     registry: Mapping[str, type] | None = None,
     verbose: bool = True,
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    ctrl_key: str = "control",
-    stim_key: str = "stimulated",
-    pred_key: str = "predicted",
+    keys: ObsKeys = DEFAULT_KEYS,
 ) -> TuningResult:
     """Search hyperparameters of ``model``, each trial scored on its prediction of ``validation_type``.
 
@@ -424,7 +412,7 @@ def tune(
         Highly variable genes, chosen on the training cells.
     min_cells
         Control and stimulated cells that the test and the validation type need at least (see
-        :func:`course_lib.benchmark.cell_type_eligibility`).
+        :func:`course_lib.experiment.cell_type_eligibility`).
     registry
         Model name -> class; default ``course_lib.models.MODELS``.
     verbose
@@ -447,14 +435,8 @@ def tune(
             "score optimistic. Pick another cell type to validate on (tune_on_test runs the leaky search "
             "on purpose, to measure how much it flatters)."
         )
-    keys = {
-        "condition_key": condition_key,
-        "cell_type_key": cell_type_key,
-        "ctrl_key": ctrl_key,
-        "stim_key": stim_key,
-    }
-    cls = _model_class(model, registry)
-    benchmark._resolve_cell_types(adata, [test_type, validation_type], min_cells=min_cells, keys=keys)
+    model_class(model, registry)
+    resolve_cell_types(adata, [test_type, validation_type], min_cells=min_cells, keys=keys)
     if search not in ("grid", "tpe"):
         raise ValueError(f"search must be 'grid' or 'tpe', not {search!r}.")
     if objective_metric not in metrics.METRICS:
@@ -472,16 +454,17 @@ def tune(
     fixed_params = dict(fixed_params or {})
     if overlap := sorted(set(fixed_params) & set(space)):
         raise ValueError(f"{', '.join(overlap)} is both searched and fixed; drop it from fixed_params.")
-    benchmark._model_spec(model, cls, {**fixed_params, **dict.fromkeys(space)}, n_epochs)
+    model_spec(model, {**fixed_params, **dict.fromkeys(space)}, n_epochs=n_epochs, registry=registry)
     if n_trials is None:
         n_trials = math.prod(len(d.choices) for d in space.values()) if search == "grid" else 20
+    require_positive_int(n_trials, what="n_trials")
     if pruner is None:
         pruner = (
             optuna.pruners.NopPruner()
             if search == "grid"
             else optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
         )
-    settings = _Search(
+    settings = Search(
         model=model,
         registry=registry,
         test_type=test_type,
@@ -497,7 +480,6 @@ def tune(
         loss_key=loss_key,
         n_top_genes=n_top_genes,
         keys=keys,
-        pred_key=pred_key,
     )
     return settings.run(adata, scored_type=validation_type, verbose=verbose)
 
@@ -537,11 +519,7 @@ def evaluate_on_test(
     results_path: str | Path | None = None,
     registry: Mapping[str, type] | None = None,
     verbose: bool = True,
-    condition_key: str = "condition",
-    cell_type_key: str = "cell_type",
-    ctrl_key: str = "control",
-    stim_key: str = "stimulated",
-    pred_key: str = "predicted",
+    keys: ObsKeys = DEFAULT_KEYS,
 ) -> pd.DataFrame:
     """Retrain named parameter sets with several seeds and score each on the held-out test type.
 
@@ -554,7 +532,8 @@ def evaluate_on_test(
     Seeds are shared by the settings, so differences between settings are paired.
 
     ``evaluation`` goes to :func:`course_lib.metrics.evaluate` (the benchmark's default is a 100-round
-    bootstrap); pass ``{"n_bootstrap": 0}`` to compare with a search's plain ``best_value``.
+    bootstrap); pass ``{"n_bootstrap": 0}`` to compare with a search's plain ``best_value``. The noise
+    ceiling is off unless ``evaluation`` sets ``n_ceiling_splits``.
     ``results_path`` keeps the benchmark's resumable CSV (default: a temporary file).
 
     Returns
@@ -563,7 +542,6 @@ def evaluate_on_test(
         The benchmark's table (:data:`course_lib.benchmark.RESULT_COLUMNS`) with ``model`` naming the
         setting, e.g. ``"scgen (tuned)"``, ``"scgen (default)"``, ``"identity"``.
     """
-    cls = _model_class(model, registry)
     fixed_params = dict(fixed_params or {})
     settings = {label: {**fixed_params, **values} for label, values in params.items()}
     if include_default:
@@ -571,7 +549,9 @@ def evaluate_on_test(
         settings["default"] = {**fixed_params, **default_params(model, tuned, registry=registry)}
     labels: dict[str, list[str]] = {}
     for label, setting in settings.items():
-        labels.setdefault(benchmark._model_spec(model, cls, setting, n_epochs).settings, []).append(label)
+        labels.setdefault(
+            model_spec(model, setting, n_epochs=n_epochs, registry=registry).settings, []
+        ).append(label)
     grid = BenchmarkGrid(
         models=(model,),
         cell_types=(test_type,),
@@ -581,19 +561,11 @@ def evaluate_on_test(
         n_epochs=n_epochs,
         min_cells=min_cells,
         n_top_genes=n_top_genes,
-        evaluation=dict(evaluation or {}),
+        evaluation={"n_ceiling_splits": 0, **(evaluation or {})},
     )
-    keys = {
-        "condition_key": condition_key,
-        "cell_type_key": cell_type_key,
-        "ctrl_key": ctrl_key,
-        "stim_key": stim_key,
-    }
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "evaluate_on_test.csv" if results_path is None else results_path
-        table = run_benchmark(
-            adata, grid, results_path=path, registry=registry, verbose=verbose, pred_key=pred_key, **keys
-        )
+        table = run_benchmark(adata, grid, results_path=path, registry=registry, verbose=verbose, keys=keys)
     is_model = table["model"] == model
     table.loc[is_model, "model"] = [
         f"{model} ({', '.join(labels[setting])})" for setting in table.loc[is_model, "hyperparameters"]
@@ -627,7 +599,7 @@ def leakage_summary(scores: pd.DataFrame, leaky: TuningResult) -> pd.DataFrame:
             "n_seeds": [1],
         }
     )
-    summary = benchmark.summarise(scores, metrics=[leaky.objective_metric], by=("model",))
+    summary = summarise(scores, metrics=[leaky.objective_metric], by=("model",))
     return pd.concat([reported, summary], ignore_index=True)
 
 
@@ -666,50 +638,7 @@ def leakage_gap(summary: pd.DataFrame, *, honest: str = "tuned", leaky: str = "t
     return pd.Series(values, name=summary["metric"].iloc[0])
 
 
-# ---------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------
-
-
-def _title(result: TuningResult) -> str:
-    leak = " (the test type: optimistic)" if result.scored_on_test else ""
-    return f"{result.model}, {result.search.search} search scored on {result.scored_type}{leak}"
-
-
-def plot_history(result: TuningResult) -> Figure:
-    """The objective of every complete trial and the best so far; pruned and failed trials as crosses.
-
-    Optuna's own history plot leaves pruned trials out; here they show what the budget spent on them.
-    """
-    figure, ((axes,),) = plotting._figure(panel_size=(6.0, 4.0))
-    trials = result.trials
-    complete = trials[trials["state"] == "complete"]
-    info = metrics.METRICS[result.objective_metric]
-    best = complete["value"].cummax() if info.higher_is_better else complete["value"].cummin()
-    color = plotting.colors_for([result.model])[result.model]
-    axes.plot(complete["trial"], complete["value"], "o", color=color, label="complete trial")
-    axes.step(complete["trial"], best, where="post", color="black", label="best so far")
-    stopped = trials[trials["state"] != "complete"]
-    if len(stopped):
-        heights = np.full(len(stopped), 0.03)  # in axes coordinates: along the bottom edge
-        axes.plot(stopped["trial"], heights, "x", color="grey", transform=axes.get_xaxis_transform())
-        axes.plot([], [], "x", color="grey", label="pruned or failed trial")
-    axes.set(xlabel="trial", ylabel=info.label, title=_title(result))
-    axes.legend(fontsize=8)
-    return figure
-
-
-def plot_grid(result: TuningResult) -> Figure:
-    """The objective of a two-parameter grid as an annotated heat map (rows: the first parameter)."""
-    names = list(result.search.space)
-    if len(names) != 2:
-        raise ValueError(f"plot_grid shows a grid of two parameters; this search has {len(names)}: {names}.")
-    figure, ((axes,),) = plotting._figure(panel_size=(5.0, 4.0))
-    table = result.trials.pivot_table(index=names[0], columns=names[1], values="value")
-    label = metrics.METRICS[result.objective_metric].label
-    plotting._heatmap(axes, table, colorbar_label=label, annotate=True, fmt="{:.3f}")
-    axes.set(xlabel=names[1], ylabel=names[0], title=_title(result))
-    return figure
+# -- parameter importances ------------------------------------------------------------------------
 
 
 def param_importances(result: TuningResult, *, seed: int = 0) -> pd.Series:
@@ -721,14 +650,3 @@ def param_importances(result: TuningResult, *, seed: int = 0) -> pd.Series:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     importances = optuna.importance.get_param_importances(result.study, evaluator=evaluator)
     return pd.Series(importances, name="importance").rename_axis("parameter")
-
-
-def plot_importances(result: TuningResult, *, seed: int = 0) -> Figure:
-    """:func:`param_importances` as horizontal bars, the most important on top."""
-    importances = param_importances(result, seed=seed).sort_values()
-    figure, ((axes,),) = plotting._figure(panel_size=(5.0, 1.2 + 0.4 * len(importances)))
-    axes.barh(
-        importances.index, importances.to_numpy(), color=plotting.colors_for([result.model])[result.model]
-    )
-    axes.set(xlabel="share of the objective's variance (fANOVA)", ylabel="parameter", title=_title(result))
-    return figure

@@ -1,11 +1,20 @@
-"""Shared fixtures: small synthetic perturbation data sets that every package test can use."""
+"""Shared fixtures: small synthetic perturbation data sets that every package test can use, a one-thread
+torch setting for the model tests, and the non-interactive matplotlib backend."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import matplotlib
 
-from course_lib.datasets import synthetic_perturbation
+matplotlib.use("Agg")  # before anything imports pyplot
+
+import anndata as ad  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib.checks import as_dense  # noqa: E402
+from course_lib.datasets import synthetic_perturbation  # noqa: E402
+from course_lib.models import IdentityBaseline, MeanShiftBaseline, PerturbationModel  # noqa: E402
 
 
 @pytest.fixture
@@ -14,9 +23,38 @@ def synthetic():
     return synthetic_perturbation(n_cells=600, n_genes=200, n_cell_types=3, seed=0)
 
 
+@pytest.fixture
+def raw_counts():
+    """400 cells x 300 genes, three types; raw counts in ``.X`` (what preprocessing reads)."""
+    adata = synthetic_perturbation(n_cells=400, n_genes=300, n_responsive_genes=40, seed=1)
+    adata.X = adata.layers.pop("counts").toarray()
+    return adata
+
+
+@pytest.fixture(scope="module")
+def counts():
+    """900 cells, three types, about 150 cells per type and condition; raw counts in ``layers['counts']``."""
+    return synthetic_perturbation(n_cells=900, n_genes=150, n_cell_types=3, seed=3)
+
+
+BASELINE_REGISTRY = {"identity": IdentityBaseline, "mean_shift": MeanShiftBaseline}
+"""A model registry of the baselines only: benchmark tests that need no training use it."""
+
+SMALL_GRID = {
+    "models": [],
+    "seeds": (0,),
+    "variants": ["balanced"],
+    "min_cells": 40,
+    "n_top_genes": 60,
+    "evaluation": {"n_bootstrap": 5, "n_components": 5, "n_top_degs": 20, "n_ceiling_splits": 2},
+}
+"""A benchmark grid for :func:`counts` that runs in about a second per held-out type."""
+
+
 @pytest.fixture(scope="module")
 def predicted_type():
-    """Control and stimulated cells of one type, and two predictions (a good one and the identity)."""
+    """Control and stimulated cells of one type, and two predictions: a good one ("scgen", 90% of the
+    true mean shift) and the identity."""
     adata = synthetic_perturbation(n_cells=400, n_genes=120, n_cell_types=1, seed=2)
     ctrl = adata[adata.obs["condition"] == "control"].copy()
     stim = adata[adata.obs["condition"] == "stimulated"].copy()
@@ -28,3 +66,112 @@ def predicted_type():
         pred.obs["condition"] = "predicted"
         predictions[name] = pred
     return ctrl, stim, predictions
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks gain nothing from a second thread, and on a machine that other processes keep
+    busy, OpenMP's waits between threads turn a 0.2 s training run into 10 s. Model test modules use
+    it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def as_prediction(adata: ad.AnnData, matrix: np.ndarray | None = None) -> ad.AnnData:
+    """A copy of ``adata`` labelled as a prediction, optionally with another expression matrix."""
+    pred = adata.copy()
+    if matrix is not None:
+        pred.X = matrix.astype(np.float32)
+    pred.obs["condition"] = "predicted"
+    return pred
+
+
+def as_adata(matrix: np.ndarray) -> ad.AnnData:
+    """A bare AnnData of ``matrix`` (float32)."""
+    return ad.AnnData(np.asarray(matrix, dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """One cell type: ctrl, stim (half of the stimulated cells) and three predictions.
+
+    ``oracle`` is the other half of the real stimulated cells, ``identity`` the control cells and
+    ``shifted`` the control cells plus the true mean shift.
+    """
+    adata = synthetic_perturbation(n_cells=800, n_genes=150, n_cell_types=1, seed=1)
+    ctrl = adata[adata.obs["condition"] == "control"].copy()
+    stimulated = adata[adata.obs["condition"] == "stimulated"]
+    stim, other_half = stimulated[::2].copy(), stimulated[1::2].copy()
+    shift = np.asarray(stim.X.mean(axis=0) - ctrl.X.mean(axis=0))
+    predictions = {
+        "oracle": as_prediction(other_half),
+        "identity": as_prediction(ctrl),
+        "shifted": as_prediction(ctrl, ctrl.X + shift),
+    }
+    return ctrl, stim, predictions
+
+
+class FakeModel(PerturbationModel):
+    """A model with the course's interface that trains instantly and records what it saw.
+
+    The prediction is the target's control cells plus ``scale`` times the mean shift (stimulated minus
+    control) of the other types; the validation loss of epoch e is ``(2 - quality) / (e + 1)``, so a low
+    ``quality`` marks a trial that pruning should stop (the total ``val_loss`` is constant: pruning must
+    read the reconstruction part). ``scale=nan`` predicts NaN.
+    """
+
+    name = "fake"
+    seen: list[dict] = []
+
+    def __init__(self, adata, *, quality: float = 1.0, **options):
+        super().__init__(adata, hyperparameters={"quality": quality}, **options)
+        self.quality = quality
+        pairs = adata.obs[["cell_type", "condition"]].astype(str).itertuples(index=False)
+        self.record = {
+            "seed": self.seed,
+            "quality": quality,
+            "trained_on": set(pairs),
+            "genes": list(adata.var_names),
+        }
+        FakeModel.seen.append(self.record)
+
+    def train(self, n_epochs: int = 3, *, batch_size: int = 128, verbose: bool = True, on_epoch_end=None):
+        self.record["batch_size"] = batch_size
+        for epoch in range(n_epochs):
+            if on_epoch_end is not None:
+                on_epoch_end(
+                    epoch, {"val_loss": 9.0, "val_reconstruction": (2.0 - self.quality) / (epoch + 1)}
+                )
+        return self
+
+    def predict(self, target=None, *, query=None, scale: float = 1.0):
+        self.record["target"], self.record["scale"] = target, scale
+        target, query = self._resolve(target, query)
+        others = self.cell_types != target
+        X = self.X
+        shift = X[others & self.is_stim].mean(0) - X[others & self.is_ctrl].mean(0)
+        predicted = np.maximum(as_dense(query.X) + scale * shift, 0)
+        return self._prediction(predicted, query, target)
+
+
+def data_axes(figure) -> list:
+    """Visible axes of a figure that are not colour bars."""
+    return [axes for axes in figure.axes if axes.get_visible() and not hasattr(axes, "_colorbar")]
+
+
+def assert_labelled(figure) -> None:
+    """A Figure whose every panel has a title (or the figure a suptitle), axis labels, and which has a
+    legend or a colour bar; it renders."""
+    from matplotlib.figure import Figure
+
+    assert isinstance(figure, Figure)
+    suptitle = figure.get_suptitle()
+    for axes in data_axes(figure):
+        assert axes.get_title() or suptitle
+        assert axes.get_xlabel() and axes.get_ylabel()
+    has_legend = bool(figure.legends) or any(axes.get_legend() for axes in figure.axes)
+    has_colorbar = any(hasattr(axes, "_colorbar") for axes in figure.axes)
+    assert has_legend or has_colorbar
+    figure.canvas.draw()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from importlib.resources import files
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -10,9 +15,12 @@ import pytest
 from course_lib import annotation
 from course_lib.annotation import (
     agreement_by_type,
+    agreement_of_confusion,
     align_conditions,
     annotate_cell_types,
     condition_r2,
+    confusion_counts,
+    confusion_from_counts,
     confusion_table,
     label_groups,
     marker_scores,
@@ -22,6 +30,9 @@ from course_lib.annotation import (
 )
 from course_lib.datasets import CELL_TYPES, kang2018_cell_types, kang2018_counts
 
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION_LABELS = ROOT.parent / "shared" / "validation" / "kang2018_reference_labels.csv"
+"""Where the published labels lie beside a checkout on the machines that have them."""
 MIN_AGREEMENT = {("kang2018_published", "control"): 0.92, ("seurat_ifnb_2800", "stimulated"): 0.90}
 
 PREDICTED = pd.Series(
@@ -63,7 +74,10 @@ def test_condition_r2_is_the_share_of_variance_between_conditions():
 
 def test_marker_scores_and_labels_of_hand_made_groups():
     # Groups A, B, C; genes m1 (marker of X), m2 and m3 (markers of Y), m4 (marker of Z, a subtype of X).
-    x = np.array([[2, 0, 0, 0], [2, 0, 0, 0], [0, 4, 1, 0], [0, 2, 1, 0], [1, 0, 0, 3]], dtype=np.float32)
+    x = (
+        np.array([[2, 0, 0, 0], [2, 0, 0, 0], [0, 4, 1, 0], [0, 2, 1, 0], [1, 0, 0, 3]], dtype=np.float32)
+        * 0.9
+    )
     obs = pd.DataFrame(
         {"group": pd.Categorical(["A", "A", "B", "B", "C"], ["A", "B", "C"])}, index=list("abcde")
     )
@@ -164,6 +178,8 @@ def test_annotate_cell_types_rejects_normalised_data():
 
 
 def test_reference_labels_path_follows_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(annotation.REFERENCE_LABELS_ENV, raising=False)
+    assert reference_labels_path() is None  # the library assumes no checkout and no labels
     monkeypatch.setenv(annotation.REFERENCE_LABELS_ENV, str(tmp_path / "labels.csv"))
     assert reference_labels_path() == tmp_path / "labels.csv"
     with pytest.raises(FileNotFoundError, match="set COURSE_VALIDATION_LABELS"):
@@ -188,16 +204,44 @@ def test_committed_table_labels_every_kang_cell_with_the_eight_types():
     assert _in_canonical_order(table)
 
 
-def test_committed_table_agrees_with_the_published_labels():
-    path = reference_labels_path()
-    if not path.exists():
-        pytest.skip(f"validation labels not found at {path}; set {annotation.REFERENCE_LABELS_ENV}")
-    predicted = kang2018_cell_types()["cell_type"]
-    references = read_reference_labels(path)
+def test_confusion_counts_round_trip_to_the_confusion_tables():
+    references = pd.DataFrame(
+        {"condition": "control", "reference_label": REFERENCE.to_numpy(), "source": "s1"},
+        index=REFERENCE.index,
+    )
+    counts = confusion_counts(PREDICTED, references, comparisons=[("s1", "control")])
+    assert set(counts.columns) == {"source", "condition", "reference", "predicted", "n_cells"}
+    assert counts["n_cells"].sum() == len(REFERENCE) and (counts["n_cells"] > 0).all()
+    pd.testing.assert_frame_equal(
+        confusion_from_counts(counts, source="s1", condition="control"), confusion_table(PREDICTED, REFERENCE)
+    )
+    pd.testing.assert_frame_equal(
+        agreement_of_confusion(confusion_table(PREDICTED, REFERENCE)), agreement_by_type(PREDICTED, REFERENCE)
+    )
+
+
+def test_the_committed_measurement_is_of_the_committed_labels_and_agrees_enough():
+    counts = pd.read_csv(ROOT / "data" / "annotation" / "kang2018_agreement.csv")
+    measured = json.loads((ROOT / "data" / "annotation" / "kang2018_agreement.json").read_text())
+    table = files("course_lib") / "data" / "kang2018_cell_types.csv"
+    assert measured["cell_type_table_sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
     for (source, condition), minimum in MIN_AGREEMENT.items():
-        reference = reference_subset(references, source=source, condition=condition)
-        overall = agreement_by_type(predicted, reference).loc["overall", "agreement"]
+        confusion = confusion_from_counts(counts, source=source, condition=condition)
+        overall = agreement_of_confusion(confusion).loc["overall", "agreement"]
         assert overall >= minimum, f"{condition} vs {source}: {overall:.1%} < {minimum:.0%}"
+
+
+def test_the_committed_measurement_is_reproduced_from_the_published_labels():
+    path = reference_labels_path() or VALIDATION_LABELS
+    if not path.exists():
+        pytest.skip(
+            "the published labels are not part of the course (set COURSE_VALIDATION_LABELS to measure)"
+        )
+    measured = json.loads((ROOT / "data" / "annotation" / "kang2018_agreement.json").read_text())
+    assert measured["label_file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    counts = confusion_counts(kang2018_cell_types()["cell_type"], read_reference_labels(path))
+    committed = pd.read_csv(ROOT / "data" / "annotation" / "kang2018_agreement.csv")
+    pd.testing.assert_frame_equal(counts.reset_index(drop=True), committed, check_dtype=False)
 
 
 @pytest.mark.slow

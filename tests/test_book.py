@@ -9,7 +9,6 @@ screenshot of every chapter page and checks that the browser drew it; it is skip
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -20,11 +19,12 @@ import nbformat
 import numpy as np
 import pytest
 
+from course_lib.benchmark import read_profiles
 from course_lib.book import execute_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(path.stem for path in (ROOT / "book").glob("*.py"))
-SMALL = json.loads((ROOT / "book" / "profiles.json").read_text())["small"]
+SMALL = read_profiles()["small"]
 pytestmark = pytest.mark.notebook
 
 

@@ -152,3 +152,12 @@ def test_cross_study_needs_scgen_and_both_studies(counts):
         cross_study_experiment(studies[studies.obs["study"] == STUDY_A].copy())
     with pytest.raises(ValueError, match="cannot be scored in study B|fewer than min_cells"):
         cross_study_experiment(studies, cell_types=["type_0"], min_cells=1000)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"), [((), "non-empty list"), ((0, -2), "non-negative integer, not -2")]
+)
+def test_bad_seeds_fail_before_any_training(counts, seeds, message):
+    studies = simulate_second_study(counts, seed=0)
+    with pytest.raises(ValueError, match=message):
+        cross_study_experiment(studies, seeds=seeds)

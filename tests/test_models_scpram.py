@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 from torch import nn
-from torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from course_lib.datasets import synthetic_perturbation
 from course_lib.models import OTConvergenceWarning, OTNotConvergedError, Scpram
 from course_lib.models.scpram import cosine_similarity, l1_attention, topk_attention, transport_plan
 from course_lib.preprocessing import holdout
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TARGET = "type_0"
 

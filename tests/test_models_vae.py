@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from course_lib.models import Scgen, Scpram
-from course_lib.models._vae import HISTORY_COLUMNS, pick_device
+from course_lib.models import Scgen, Scpram, TrainingDivergedError
+from course_lib.models.vae import HISTORY_COLUMNS, pick_device
 from course_lib.preprocessing import holdout
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = {"n_hidden": 32, "n_latent": 8}
 
@@ -112,9 +113,14 @@ def test_untrained_model_cannot_predict(train):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"n_epochs": 0}, "at least 1"),
-        ({"patience": 0}, "patience must be at least 1"),
+        ({"n_epochs": 0}, "n_epochs must be at least 1"),
+        ({"patience": 0}, "patience .* must be at least 1"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"validation_fraction": float("nan")}, "validation_fraction"),
+        ({"batch_size": 1}, "batch_size must be at least 2"),
+        ({"lr": 0.0}, "lr must be a positive finite number"),
+        ({"lr": float("nan")}, "lr must be a positive finite number"),
+        ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
     ],
 )
 def test_bad_training_options(train, options, message):
@@ -133,5 +139,36 @@ def test_reconstruct_decodes_the_posterior_means(train):
     cells = train[:30]
     reconstructed = model.reconstruct(cells)
     assert reconstructed.obs_names.equals(cells.obs_names) and reconstructed.var_names.equals(train.var_names)
-    np.testing.assert_allclose(reconstructed.X, model._decode(model.latent(cells)))
+    with torch.no_grad():
+        expected = model.module.decode(torch.from_numpy(model.latent(cells))).numpy()
+    np.testing.assert_allclose(reconstructed.X, expected, rtol=1e-5, atol=1e-6)
     assert model.reconstruct().n_obs == train.n_obs
+
+
+@pytest.mark.parametrize("cls", [Scgen, Scpram])
+def test_a_diverging_training_stops_with_an_error_and_leaves_the_model_untrained(cls, train):
+    model = cls(train, **SMALL)
+    before = {name: value.clone() for name, value in model.module.state_dict().items()}
+    with pytest.raises(
+        TrainingDivergedError, match=r"diverged in epoch 0 \(train_loss (nan|inf).*lower learning rate"
+    ):
+        model.train(n_epochs=3, lr=1e4, verbose=False)
+    assert not model.is_trained and model.history.empty
+    for name, value in model.module.state_dict().items():
+        torch.testing.assert_close(value, before[name])
+    with pytest.raises(RuntimeError, match="not trained yet"):
+        model.predict(target="type_0")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"kl_weight": float("nan")}, "kl_weight must be a finite number"),
+        ({"n_latent": 0}, "n_latent must be at least 1"),
+        ({"n_hidden": 2.5}, "n_hidden must be an integer"),
+        ({"dropout": 1.0}, "dropout must be below 1"),
+    ],
+)
+def test_bad_architectures_are_refused_at_construction(train, options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        Scgen(train, **{**SMALL, **options})

@@ -1,4 +1,5 @@
-"""Normalisation, gene selection restricted to training cells, held-out splits and subsampling."""
+"""Normalisation, gene selection restricted to training cells, the held-out mask, subsampling and the
+imbalanced variant."""
 
 from __future__ import annotations
 
@@ -6,40 +7,32 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from course_lib.datasets import synthetic_perturbation
-from course_lib.preprocessing import held_out_split, holdout, holdout_mask, imbalance, preprocess, subsample
+from course_lib.preprocessing import holdout, holdout_mask, imbalance, preprocess, subsample
 
 
-@pytest.fixture
-def counts():
-    adata = synthetic_perturbation(n_cells=400, n_genes=300, n_responsive_genes=40, seed=1)
-    adata.X = adata.layers.pop("counts").toarray()
-    return adata
-
-
-def test_values_are_log1p_of_counts_per_ten_thousand(counts):
-    result = preprocess(counts, n_top_genes=100)
-    library = counts.X.sum(axis=1, keepdims=True)  # every synthetic gene is detected, none is filtered
-    expected = np.log1p(counts[:, result.var_names].X / library * 1e4)
+def test_values_are_log1p_of_counts_per_ten_thousand(raw_counts):
+    result = preprocess(raw_counts, n_top_genes=100)
+    library = raw_counts.X.sum(axis=1, keepdims=True)  # every synthetic gene is detected, none is filtered
+    expected = np.log1p(raw_counts[:, result.var_names].X / library * 1e4)
     np.testing.assert_allclose(result.X.toarray(), expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(result.layers["counts"].toarray(), counts[:, result.var_names].X)
-    assert result.n_vars == 100 and result.uns["preprocessing"]["n_fit_cells"] == counts.n_obs
+    np.testing.assert_array_equal(result.layers["counts"].toarray(), raw_counts[:, result.var_names].X)
+    assert result.n_vars == 100 and result.uns["preprocessing"]["n_fit_cells"] == raw_counts.n_obs
 
 
-def test_gene_choice_sees_only_the_fit_on_cells(counts):
-    mask = holdout_mask(counts, "type_0")
-    restricted = preprocess(counts, fit_on=~mask, n_top_genes=60)
-    on_training_cells_only = preprocess(counts[~mask], n_top_genes=60)
-    on_all_cells = preprocess(counts, n_top_genes=60)
+def test_gene_choice_sees_only_the_fit_on_cells(raw_counts):
+    mask = holdout_mask(raw_counts, "type_0")
+    restricted = preprocess(raw_counts, fit_on=~mask, n_top_genes=60)
+    on_training_cells_only = preprocess(raw_counts[~mask], n_top_genes=60)
+    on_all_cells = preprocess(raw_counts, n_top_genes=60)
     assert list(restricted.var_names) == list(on_training_cells_only.var_names)
     assert set(restricted.var_names) != set(on_all_cells.var_names)  # the held-out cells would have leaked
-    assert restricted.n_obs == counts.n_obs  # every cell is still normalised and returned
+    assert restricted.n_obs == raw_counts.n_obs  # every cell is still normalised and returned
 
 
-def test_genes_detected_in_too_few_fit_cells_are_dropped(counts):
-    counts.X[:, 0] = 0
-    counts.X[:2, 0] = 5  # detected in two cells only
-    result = preprocess(counts, n_top_genes=50, min_cells=3)
+def test_genes_detected_in_too_few_fit_cells_are_dropped(raw_counts):
+    raw_counts.X[:, 0] = 0
+    raw_counts.X[:2, 0] = 5  # detected in two cells only
+    result = preprocess(raw_counts, n_top_genes=50, min_cells=3)
     assert "gene_0" not in result.var_names
 
 
@@ -76,9 +69,9 @@ def test_subsample_keeps_every_group_and_is_seeded(synthetic):
     assert list(subsample(synthetic, 0.1, seed=5).obs_names) != list(small.obs_names)
 
 
-def test_bad_fit_on_mask_is_rejected(counts):
+def test_bad_fit_on_mask_is_rejected(raw_counts):
     with pytest.raises(ValueError, match="boolean mask"):
-        preprocess(counts, fit_on=np.zeros(counts.n_obs, dtype=bool))
+        preprocess(raw_counts, fit_on=np.zeros(raw_counts.n_obs, dtype=bool))
     with pytest.raises(ValueError, match="empty"):
         preprocess(ad.AnnData(np.zeros((0, 5), dtype=np.float32)))
 
@@ -92,23 +85,31 @@ def test_imbalance_keeps_all_controls_and_an_exact_fifth_of_each_types_stimulate
     assert list(imbalance(synthetic, seed=2).obs_names) == list(result.obs_names)
 
 
-def test_held_out_split_chooses_genes_without_the_hidden_cells_and_returns_the_query(counts):
-    split = held_out_split(counts, "type_0", n_top_genes=60)
-    expected = preprocess(counts, fit_on=~holdout_mask(counts, "type_0"), n_top_genes=60)
-    assert list(split.train.var_names) == list(expected.var_names)
-    assert set(split.truth.obs["condition"]) == {"stimulated"} and set(split.truth.obs["cell_type"]) == {
-        "type_0"
-    }
-    assert set(split.query.obs["condition"]) == {"control"} and set(split.query.obs["cell_type"]) == {
-        "type_0"
-    }
-    assert split.query.obs_names.isin(split.train.obs_names).all()
-    assert not split.truth.obs_names.isin(split.train.obs_names).any()
+@pytest.mark.parametrize("n_top_genes", [0, -5])
+def test_a_gene_count_below_one_is_refused(raw_counts, n_top_genes):
+    with pytest.raises(ValueError, match=f"n_top_genes must be at least 1, not {n_top_genes}"):
+        preprocess(raw_counts, n_top_genes=n_top_genes)
 
 
-def test_held_out_split_thins_every_group_with_its_seed(counts):
-    first = held_out_split(counts, "type_0", fraction=0.5, seed=3, n_top_genes=60)
-    again = held_out_split(counts, "type_0", fraction=0.5, seed=3, n_top_genes=60)
-    n_cells = first.train.n_obs + first.truth.n_obs
-    assert n_cells == subsample(counts, 0.5, seed=3).n_obs < counts.n_obs
-    assert list(first.train.obs_names) == list(again.train.obs_names)
+def test_nan_in_counts_is_reported_as_nan_not_as_normalised(raw_counts):
+    broken = raw_counts.copy()
+    broken.X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="the counts holds 1 NaN or infinite values"):
+        preprocess(broken)
+
+
+def test_duplicated_genes_are_refused(raw_counts):
+    twins = raw_counts.copy()
+    twins.var_names = ["gene_0", *twins.var_names[:-1]]
+    with pytest.raises(ValueError, match="duplicated gene name"):
+        preprocess(twins)
+
+
+def test_a_one_gene_selection_works(raw_counts):
+    assert preprocess(raw_counts, n_top_genes=1).n_vars == 1
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5, float("nan")])
+def test_subsample_refuses_fractions_outside_zero_to_one(synthetic, fraction):
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        subsample(synthetic, fraction)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 
-import anndata as ad
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import FakeModel
 from optuna.distributions import FloatDistribution
 
 from course_lib import tuning
@@ -18,52 +18,6 @@ from course_lib.datasets import synthetic_perturbation
 from course_lib.models import MODELS
 
 TEST, VALIDATION = "type_0", "type_1"
-
-
-class FakeModel:
-    """A model with the course's interface that trains instantly and records what it saw.
-
-    The prediction is the target's control cells plus ``scale`` times the mean shift (stimulated minus
-    control) of the other types; the validation loss of epoch e is ``(2 - quality) / (e + 1)``, so a low
-    ``quality`` marks a trial that pruning should stop (the total ``val_loss`` is constant: pruning must
-    read the reconstruction part). ``scale=nan`` predicts NaN.
-    """
-
-    seen: list[dict] = []
-
-    def __init__(
-        self, adata, *, condition_key="condition", cell_type_key="cell_type", seed=0, quality=1.0, **keys
-    ):
-        self.adata, self.keys, self.quality = adata, (condition_key, cell_type_key), quality
-        pairs = adata.obs[[cell_type_key, condition_key]].astype(str).itertuples(index=False)
-        self.record = {
-            "seed": seed,
-            "quality": quality,
-            "trained_on": set(pairs),
-            "genes": list(adata.var_names),
-        }
-        FakeModel.seen.append(self.record)
-
-    def train(self, *, n_epochs=3, batch_size=128, verbose=True, on_epoch_end=None):
-        self.record["batch_size"] = batch_size
-        for epoch in range(n_epochs):
-            if on_epoch_end is not None:
-                on_epoch_end(
-                    epoch, {"val_loss": 9.0, "val_reconstruction": (2.0 - self.quality) / (epoch + 1)}
-                )
-
-    def predict(self, target, *, scale=1.0):
-        self.record["target"], self.record["scale"] = target, scale
-        condition_key, cell_type_key = self.keys
-        cell_type = self.adata.obs[cell_type_key].astype(str).to_numpy()
-        stimulated = self.adata.obs[condition_key].astype(str).to_numpy() == "stimulated"
-        X = self.adata.X.toarray() if sp.issparse(self.adata.X) else self.adata.X
-        shift = X[(cell_type != target) & stimulated].mean(0) - X[(cell_type != target) & ~stimulated].mean(0)
-        query = (cell_type == target) & ~stimulated
-        predicted = np.maximum(X[query] + scale * shift, 0)
-        prediction = ad.AnnData(predicted, obs=self.adata.obs[query].copy(), var=self.adata.var)
-        prediction.obs[condition_key] = "predicted"
-        return prediction
 
 
 SPACE = {"quality": (0.2, 1.0), "scale": (0.5, 1.0)}
@@ -153,6 +107,8 @@ def test_tuning_on_the_test_type_is_refused(cells):
         ({"space": {"quality": FloatDistribution(0, 1)}}, ValueError, "list of values"),
         ({"objective_metric": "r2"}, KeyError, "unknown objective_metric"),
         ({"search": "random"}, ValueError, "'grid' or 'tpe'"),
+        ({"n_trials": 0}, ValueError, "n_trials must be at least 1"),
+        ({"n_epochs": 0}, ValueError, "n_epochs must be at least 1"),
     ],
 )
 def test_bad_options_fail_before_training(cells, options, error, message):
@@ -283,17 +239,11 @@ def test_a_quiet_search_prints_nothing_and_restores_optuna_logging(cells, capsys
     assert optuna.logging.get_verbosity() == optuna.logging.INFO
 
 
-def test_figures_have_titles_and_labels(cells):
-    grid = search(cells)
+def test_parameter_importances_share_the_variance(cells):
     space = {"quality": FloatDistribution(0, 1), "scale": FloatDistribution(0, 2)}
     tpe = search(cells, search="tpe", space=space, n_trials=6)
-    for figure in (tuning.plot_grid(grid), tuning.plot_history(tpe), tuning.plot_importances(tpe)):
-        axes = figure.axes[0]
-        assert axes.get_title() and axes.get_xlabel() and axes.get_ylabel()
     importances = tuning.param_importances(tpe)
     assert set(importances.index) == {"quality", "scale"} and importances.sum() == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="two parameters"):
-        tuning.plot_grid(search(cells, space={"scale": (0.5, 1.0)}))
 
 
 @pytest.mark.parametrize(("model", "fixed_params"), [("scgen", {"n_latent": 8}), ("scpram", {})])

@@ -1,4 +1,4 @@
-"""The course's perturbation models, written from scratch in PyTorch, and their common interface.
+"""The course's perturbation models and baselines, written from scratch in PyTorch, with one interface.
 
 Every model takes log-normalised training cells and predicts the stimulated state of a held-out cell
 type from its control cells::
@@ -7,6 +7,10 @@ type from its control cells::
     model.train(n_epochs=10)                # progress bar; model.history holds the losses per epoch
     pred = model.predict(target="CD4 T cells")
     model.save("models/scgen"); model = load("models/scgen", train)
+
+Modules: :mod:`~course_lib.models.base` (what every model shares), :mod:`~course_lib.models.baselines`
+(identity and mean shift), :mod:`~course_lib.models.vae` (the VAE training core),
+:mod:`~course_lib.models.scgen` and :mod:`~course_lib.models.scpram`.
 
 :data:`MODELS` maps the names used by the benchmark and tuning code to the classes.
 """
@@ -17,10 +21,17 @@ from pathlib import Path
 
 import anndata as ad
 
-from course_lib._model_base import PerturbationModel, balanced_pools, read_config
-from course_lib.baselines import IdentityBaseline, MeanShiftBaseline
+from course_lib.models.base import (
+    Hyperparameter,
+    PerturbationModel,
+    SavedModelError,
+    balanced_pools,
+    read_config,
+)
+from course_lib.models.baselines import IdentityBaseline, MeanShiftBaseline
 from course_lib.models.scgen import Scgen
 from course_lib.models.scpram import OTConvergenceWarning, OTNotConvergedError, Scpram
+from course_lib.models.vae import TrainingDivergedError
 
 MODELS: dict[str, type[PerturbationModel]] = {
     "scgen": Scgen,
@@ -29,6 +40,10 @@ MODELS: dict[str, type[PerturbationModel]] = {
     "mean_shift": MeanShiftBaseline,
 }
 """Model name -> class; every class has the same constructor, ``train`` and ``predict`` interface."""
+
+BASELINES = ("identity", "mean_shift")
+"""The models that every comparison of the course includes (a model that does not beat them has
+learned nothing about the perturbation)."""
 
 
 def load(path: str | Path, adata: ad.AnnData, **options) -> PerturbationModel:
@@ -40,14 +55,18 @@ def load(path: str | Path, adata: ad.AnnData, **options) -> PerturbationModel:
 
 
 __all__ = [
+    "BASELINES",
     "MODELS",
+    "Hyperparameter",
     "IdentityBaseline",
     "MeanShiftBaseline",
     "OTConvergenceWarning",
     "OTNotConvergedError",
     "PerturbationModel",
+    "SavedModelError",
     "Scgen",
     "Scpram",
+    "TrainingDivergedError",
     "balanced_pools",
     "load",
 ]

@@ -6,8 +6,8 @@ import anndata as ad
 import numpy as np
 from torch import nn
 
-from course_lib._validation import as_dense, require_obs_keys
-from course_lib.models._vae import GaussianVAE, VAEModel, mlp
+from course_lib.checks import as_dense, require_obs_keys
+from course_lib.models.vae import GaussianVAE, VAEModel, check_network, mlp
 
 
 class Scgen(VAEModel):
@@ -15,7 +15,7 @@ class Scgen(VAEModel):
 
     The VAE never sees the condition or the cell type. After training, the perturbation is one vector
     in latent space, ``delta = mean mu(stimulated pool) - mean mu(control pool)`` over scGen's balanced
-    pools (see :func:`~course_lib._model_base.balanced_pools`), and a control cell ``x`` of the
+    pools (see :func:`~course_lib.models.base.balanced_pools`), and a control cell ``x`` of the
     held-out type is predicted as ``decode(mu(x) + delta)``. ``mu`` is the posterior mean in eval mode.
 
     Architecture (reference defaults): ``n_layers`` hidden blocks of width ``n_hidden``, each
@@ -45,8 +45,8 @@ class Scgen(VAEModel):
         Default of :meth:`predict`'s option: clip predicted expression at 0 (the decoder's output is
         linear and can be negative).
     **options
-        ``condition_key``, ``cell_type_key``, ``ctrl_key``, ``stim_key``, ``pred_key``, ``target``,
-        ``seed`` (see :class:`~course_lib._model_base.PerturbationModel`) and ``device``.
+        ``keys``, ``target``, ``seed`` (see :class:`~course_lib.models.base.PerturbationModel`) and
+        ``device``.
 
     Examples
     --------
@@ -70,6 +70,9 @@ class Scgen(VAEModel):
         clip_output: bool = False,
         **options,
     ):
+        check_network(
+            n_hidden=n_hidden, n_latent=n_latent, n_layers=n_layers, dropout=dropout, kl_weight=kl_weight
+        )
         hyperparameters = {
             "n_hidden": n_hidden,
             "n_latent": n_latent,
@@ -117,7 +120,7 @@ class Scgen(VAEModel):
         -------
         anndata.AnnData
             One predicted cell per query cell, ``obs`` copied from the query with
-            ``obs[condition_key] = pred_key``; ``uns["delta"]`` holds the latent shift vector.
+            ``obs[keys.condition] = keys.predicted``; ``uns["delta"]`` holds the latent shift vector.
         """
         self._require_trained()
         target, query = self._resolve(target, query)
@@ -143,10 +146,10 @@ class Scgen(VAEModel):
             ``.X`` and the corrected latent codes in ``obsm["X_latent_corrected"]``.
         """
         adata = self.adata if adata is None else adata
-        require_obs_keys(adata, [batch_key, self.cell_type_key])
+        require_obs_keys(adata, [batch_key, self.keys.cell_type])
         latent = self.latent(adata)
         batches = adata.obs[batch_key].astype(str).to_numpy()
-        cell_types = adata.obs[self.cell_type_key].astype(str).to_numpy()
+        cell_types = self.keys.cell_types(adata)
         corrected = latent.copy()
         for cell_type in np.unique(cell_types):
             of_type = cell_types == cell_type

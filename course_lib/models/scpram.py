@@ -24,8 +24,8 @@ import ot
 import pandas as pd
 from torch import nn
 
-from course_lib._validation import as_dense
-from course_lib.models._vae import GaussianVAE, VAEModel, mlp
+from course_lib.checks import as_dense
+from course_lib.models.vae import GaussianVAE, VAEModel, check_network, mlp
 
 METHODS = ("ot_attention", "attention_only", "ot_only")
 ATTENTION = ("per_cell", "row0")
@@ -208,8 +208,8 @@ class Scpram(VAEModel):
     ot_solver, ot_max_iter, sinkhorn_epsilon, on_unconverged
         See :func:`transport_plan`.
     **options
-        ``condition_key``, ``cell_type_key``, ``ctrl_key``, ``stim_key``, ``pred_key``, ``target``,
-        ``seed`` (see :class:`~course_lib._model_base.PerturbationModel`) and ``device``.
+        ``keys``, ``target``, ``seed`` (see :class:`~course_lib.models.base.PerturbationModel`) and
+        ``device``.
     """
 
     name = "scpram"
@@ -234,6 +234,7 @@ class Scpram(VAEModel):
         on_unconverged: str = "raise",
         **options,
     ):
+        check_network(n_hidden=n_hidden, n_latent=n_latent, kl_weight=kl_weight, noise_rate=noise_rate)
         hyperparameters = {
             "n_latent": n_latent,
             "n_hidden": n_hidden,
@@ -291,7 +292,7 @@ class Scpram(VAEModel):
         -------
         anndata.AnnData
             One predicted cell per query cell, ``obs`` copied from the query with
-            ``obs[condition_key] = pred_key``. Except for ``"ot_only"``,
+            ``obs[keys.condition] = keys.predicted``. Except for ``"ot_only"``,
             ``obsm["attention_by_cell_type"]`` is a DataFrame (query cells x reference cell types) of
             the attention weights summed by the cell type of the key they attend to.
         """
@@ -306,7 +307,7 @@ class Scpram(VAEModel):
         reference = self.is_ctrl if target is None else self.is_ctrl & (self.cell_types != target)
         if not reference.any():
             raise ValueError(
-                f"no {self.ctrl_key!r} cells of a type other than {target!r} in the training data: "
+                f"no {self.keys.control!r} cells of a type other than {target!r} in the training data: "
                 "scPRAM learns the response from the other types' control cells."
             )
         ot_options = {
@@ -341,7 +342,7 @@ class Scpram(VAEModel):
         prediction.uns["prediction"].update(o)
         if by_type is not None:
             prediction.obsm["attention_by_cell_type"] = pd.DataFrame(
-                by_type, index=prediction.obs_names, columns=pd.Index(types, name=self.cell_type_key)
+                by_type, index=prediction.obs_names, columns=pd.Index(types, name=self.keys.cell_type)
             )
         return prediction
 

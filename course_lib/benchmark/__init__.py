@@ -1,0 +1,49 @@
+"""The leave-one-cell-type-out benchmark: a grid of models x held-out types x data variants x seeds.
+
+Modules: :mod:`~course_lib.benchmark.grid` (what to run), :mod:`~course_lib.benchmark.runner` (the
+local, resumable runner), :mod:`~course_lib.benchmark.provenance` (where a result came from),
+:mod:`~course_lib.benchmark.summary` (reading a table), :mod:`~course_lib.benchmark.cli` (the command
+line, ``python -m course_lib.benchmark``). One grid point is
+:func:`course_lib.experiment.run_grid_point`, which a workflow engine can run one per job.
+"""
+
+from course_lib.benchmark.grid import BenchmarkGrid, as_grid, plan, read_profiles
+from course_lib.benchmark.provenance import content_sha256, provenance_path, provenance_table
+from course_lib.benchmark.runner import (
+    KEY_COLUMNS,
+    RESULT_COLUMNS,
+    BenchmarkFailures,
+    load_results,
+    run_benchmark,
+    write_atomic,
+)
+from course_lib.benchmark.summary import (
+    HEADLINE_METRICS,
+    compare_results,
+    response_discrimination,
+    seed_intervals,
+    summarise,
+    with_normalised_scores,
+)
+
+__all__ = [
+    "HEADLINE_METRICS",
+    "KEY_COLUMNS",
+    "RESULT_COLUMNS",
+    "BenchmarkFailures",
+    "BenchmarkGrid",
+    "as_grid",
+    "compare_results",
+    "content_sha256",
+    "load_results",
+    "plan",
+    "provenance_path",
+    "provenance_table",
+    "read_profiles",
+    "response_discrimination",
+    "run_benchmark",
+    "seed_intervals",
+    "summarise",
+    "with_normalised_scores",
+    "write_atomic",
+]

@@ -1,0 +1,105 @@
+"""Reading a benchmark table: means and intervals over seeds, normalised scores, response
+discrimination, and the comparison of a live slice with a committed table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from course_lib.benchmark.runner import KEY_COLUMNS
+from course_lib.metrics import normalised_scores, response_discrimination
+
+HEADLINE_METRICS = ("r2_mean_all", "delta_pearson_top100", "e_distance")
+"""One metric each for the means, the response and the distribution; see :mod:`course_lib.metrics`."""
+
+
+def with_normalised_scores(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` plus the baseline-normalised rows (``<metric>_norm_identity``, ``_norm_mean_shift``)
+    of every model, held-out type, variant and seed (:func:`course_lib.metrics.normalised_scores`).
+
+    A benchmark table holds the ingredients: the noise-ceiling rows and every model's ``_matched``
+    rows, the baselines' included.
+    """
+    extra = normalised_scores(results)
+    return pd.concat([results, extra], ignore_index=True) if len(extra) else results
+
+
+def summarise(
+    results: pd.DataFrame,
+    *,
+    metrics: Iterable[str] = HEADLINE_METRICS,
+    by: Sequence[str] = ("model", "variant"),
+) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of the per-seed mean over held-out cell types.
+
+    Returns one row per ``by`` group and metric, with columns ``mean``, ``sd`` (across seeds, ddof=1;
+    NaN for one seed) and ``n_seeds``.
+    """
+    metrics = list(metrics)
+    selected = results[results["metric"].isin(metrics)]
+    per_seed = selected.groupby([*by, "metric", "seed"], observed=True)["value"].mean()
+    summary = per_seed.groupby([*by, "metric"], observed=True).agg(mean="mean", sd="std", n_seeds="count")
+    return summary.reset_index()
+
+
+def seed_intervals(
+    results: pd.DataFrame,
+    *,
+    metrics: Iterable[str] = HEADLINE_METRICS,
+    by: Sequence[str] = ("model", "variant"),
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`summarise` plus a t interval over seeds: mean ± t_(n−1) · sd / sqrt(n), n the seeds.
+
+    Seeds are the independent repeats (each retrains every model), so the interval describes the
+    uncertainty of the mean over training runs. Adds ``ci_low`` and ``ci_high`` (NaN for one seed).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), not {confidence}.")
+    summary = summarise(results, metrics=metrics, by=by)
+    n_seeds = summary["n_seeds"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quantile = stats.t.ppf(0.5 + confidence / 2.0, np.where(n_seeds > 1, n_seeds - 1, np.nan))
+        half = quantile * summary["sd"].to_numpy(dtype=float) / np.sqrt(n_seeds)
+    summary["ci_low"], summary["ci_high"] = summary["mean"] - half, summary["mean"] + half
+    return summary
+
+
+def compare_results(
+    live: pd.DataFrame, committed: pd.DataFrame, *, metrics: Iterable[str] = HEADLINE_METRICS
+) -> pd.DataFrame:
+    """The grid points of ``live`` beside the same points of ``committed``: difference = live - committed.
+
+    Rows are matched on :data:`KEY_COLUMNS` and the metric, so a committed value is shown only for the
+    same model, held-out type, variant, seed and hyperparameters (epochs included), and only when both
+    tables were computed from the same data and data settings (their provenance ``setup``: data hash,
+    ``fraction``, genes, ...). Otherwise ``committed`` is NaN; ``attrs["same_setup"]`` says which case
+    applies. Same seed, data and thread count give the same numbers; another thread count can change
+    the last digits of a trained model's results, never a baseline's.
+    """
+    setups = [table.attrs.get("provenance", {}).get("setup") for table in (live, committed)]
+    same_setup = setups[0] is not None and setups[0] == setups[1]
+    columns = [*KEY_COLUMNS, "metric"]
+    metrics = list(metrics)
+    left = live.loc[live["metric"].isin(metrics), [*columns, "value"]].rename(columns={"value": "live"})
+    right = committed.loc[committed["metric"].isin(metrics), [*columns, "value"]]
+    right = right.rename(columns={"value": "committed"})
+    if not same_setup:  # values of another data setup are not the same grid points
+        right = right.iloc[0:0]
+    merged = left.merge(right, on=columns, how="left")
+    merged["difference"] = merged["live"] - merged["committed"]
+    merged.attrs["same_setup"] = same_setup
+    return merged.drop(columns="hyperparameters").reset_index(drop=True)
+
+
+__all__ = [
+    "HEADLINE_METRICS",
+    "compare_results",
+    "response_discrimination",
+    "seed_intervals",
+    "summarise",
+    "with_normalised_scores",
+]

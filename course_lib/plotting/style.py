@@ -1,0 +1,161 @@
+"""The look of every figure: one palette, one figure factory, one set of font sizes, shared helpers.
+
+Colours come from :data:`PALETTE`, colour-blind safe (Okabe-Ito for conditions and models, neutral
+greys for the baselines); names it does not know get :data:`FALLBACK_COLORS` (Paul Tol's muted
+scheme) in order, see :func:`colors_for`. :data:`PALETTE` is read-only: a chapter that wants one colour
+per variant in several figures passes ``colors=colors_for(variants)`` to each of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from course_lib.metrics import MetricInfo, metric_info
+
+PALETTE: Mapping[str, str] = MappingProxyType(
+    {
+        "control": "#0072B2",
+        "stimulated": "#D55E00",
+        "predicted": "#009E73",
+        "scgen": "#E69F00",
+        "scpram": "#CC79A7",
+        "cellot": "#56B4E9",
+        "identity": "#A0A0A0",
+        "mean_shift": "#404040",
+        "noise_ceiling": "#000000",
+    }
+)
+"""Colour of each condition and model, the same in every chapter (Okabe-Ito; greys and black for the
+baselines and the noise ceiling). Read-only."""
+
+FALLBACK_COLORS: tuple[str, ...] = (
+    "#882255",
+    "#117733",
+    "#332288",
+    "#999933",
+    "#44AA99",
+    "#AA4499",
+    "#DDCC77",
+    "#88CCEE",
+    "#CC6677",
+)
+"""Colours for names outside :data:`PALETTE` (model variants, loss components), in this order."""
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+"""Marker of the first, second, ... group of a figure."""
+
+FONT_SIZES = {
+    "font.size": 11,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 12,
+}
+"""Font sizes (points) of every figure of the course (see :func:`styled`)."""
+
+
+def colors_for(names: Iterable[str], *, colors: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Colour of each name: ``colors[name]``, else its :data:`PALETTE` entry, else the next unused
+    :data:`FALLBACK_COLORS` one.
+
+    Fallback colours go to the remaining names in their order of appearance, skipping colours that a
+    named colour of the same call already uses, and cycle when they run out. Pass the result of one
+    call as ``colors`` to several figures to keep one colour per name across them.
+    """
+    names = list(dict.fromkeys(names))
+    known = {**PALETTE, **(colors or {})}
+    taken = {known[name] for name in names if name in known}
+    spare = [color for color in FALLBACK_COLORS if color not in taken] or list(FALLBACK_COLORS)
+    unknown = [name for name in names if name not in known]
+    fallback = {name: spare[i % len(spare)] for i, name in enumerate(unknown)}
+    return {name: known.get(name, fallback.get(name)) for name in names}
+
+
+def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw a figure function under the course's :data:`FONT_SIZES` (whatever the caller's rcParams)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(FONT_SIZES):
+            figure = function(*args, **kwargs)
+            for axes in figure.axes:  # tick labels are made at draw time: fix their size now
+                axes.tick_params(labelsize=FONT_SIZES["xtick.labelsize"])
+        return figure
+
+    return wrapper
+
+
+def new_figure(
+    n_rows: int = 1, n_cols: int = 1, *, panel_size: tuple[float, float]
+) -> tuple[Figure, np.ndarray]:
+    """A figure outside pyplot, with an Agg canvas and a (rows x columns) array of axes.
+
+    The figure is not registered with pyplot: a notebook shows it when it is a cell's last expression
+    (or through ``display``), a script saves it with ``savefig``, and many figures in a loop leak
+    nothing.
+    """
+    figure = Figure(figsize=(panel_size[0] * n_cols, panel_size[1] * n_rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(n_rows, n_cols, squeeze=False)
+
+
+def wrapped(text: str, width: int | None) -> str:
+    """``text`` broken into lines of at most ``width`` characters (unchanged for ``None``)."""
+    return text if width is None else textwrap.fill(text, width)
+
+
+def with_direction(text: str, info: MetricInfo | None = None, *, separator: str = " ") -> str:
+    """``text`` plus "(higher is better)" or "(lower is better)" for the metric ``text`` (or ``info``)."""
+    info = info or metric_info(text)
+    return f"{text}{separator}({'higher' if info.higher_is_better else 'lower'} is better)"
+
+
+def whisker(center: float, low: float, high: float) -> np.ndarray | None:
+    """Error-bar extents ``[[center - low], [high - center]]`` (None where the interval is missing).
+
+    Clipped at 0: a skewed bootstrap's mean can lie just outside its percentile interval.
+    """
+    if not np.isfinite([low, high]).all():
+        return None
+    return np.maximum([[center - low], [high - center]], 0.0)
+
+
+def check_frame(frame: pd.DataFrame, columns: Sequence[str], *, what: str) -> None:
+    """Raise for an empty frame or one without ``columns``, naming the frame as ``what``."""
+    if frame.empty:
+        raise ValueError(f"{what} is empty.")
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise KeyError(f"{what} has no column {missing}; columns present: {list(frame.columns)}.")
+
+
+def heatmap(
+    axes: Axes, values: pd.DataFrame, *, colorbar_label: str, annotate: bool, fmt: str = "{:.2f}"
+) -> None:
+    """Draw ``values`` as an image with its row and column names, a colour bar and, optionally, the
+    numbers (formatted with ``fmt``) in the cells."""
+    image = axes.imshow(values.to_numpy(dtype=float), cmap="viridis", aspect="auto", interpolation="nearest")
+    axes.set_xticks(range(values.shape[1]), values.columns, rotation=45, ha="right")
+    if annotate:
+        axes.set_yticks(range(values.shape[0]), values.index)
+        middle = np.nanmean([np.nanmin(values.to_numpy()), np.nanmax(values.to_numpy())])
+        for (row, column), value in np.ndenumerate(values.to_numpy(dtype=float)):
+            color = "white" if value < middle else "black"  # viridis is dark at the low end
+            axes.text(column, row, fmt.format(value), ha="center", va="center", color=color)
+    else:
+        axes.set_yticks([])
+    colorbar = axes.figure.colorbar(image, ax=axes, label=colorbar_label)
+    colorbar.ax.tick_params(labelsize=FONT_SIZES["ytick.labelsize"])
