@@ -182,6 +182,13 @@ def require_fraction(value, *, what: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def require_choice(value, choices: Iterable, *, what: str) -> None:
+    """Raise unless ``value`` is one of ``choices``; the message lists them."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{what}={value!r} is not one of {choices}.")
+
+
 def require_positive_int(value, *, what: str, minimum: int = 1) -> int:
     """Return ``value`` as an int; raise unless it is an integer of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):

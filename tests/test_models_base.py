@@ -16,8 +16,14 @@ from course_lib.preprocessing import holdout
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TARGET = "type_0"
-SMALL = {"scgen": {"n_hidden": 32, "n_latent": 8}, "scpram": {"n_hidden": 32, "n_latent": 8}}
+SMALL = {
+    "scgen": {"n_hidden": 32, "n_latent": 8},
+    "scpram": {"n_hidden": 32, "n_latent": 8},
+    "cellot": {"n_components": 5, "hidden": [8, 8]},
+}
 """Tiny networks: the tests check behaviour, not quality."""
+SHORT = {"scgen": {"n_epochs": 2}, "scpram": {"n_epochs": 2}, "cellot": {"n_steps": 20, "eval_every": 10}}
+"""Short trainings of the learning models."""
 
 
 @pytest.fixture
@@ -28,7 +34,7 @@ def train(synthetic):
 
 def fitted(name: str, adata, *, seed: int = 0, **options) -> PerturbationModel:
     model = MODELS[name](adata, seed=seed, **SMALL.get(name, {}), **options)
-    return model.train(n_epochs=2, verbose=False) if name in SMALL else model.train()
+    return model.train(verbose=False, **SHORT[name]) if name in SHORT else model.train()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -57,7 +63,7 @@ def test_same_seed_gives_identical_predictions(name, train):
     np.testing.assert_array_equal(first.X, second.X)
 
 
-@pytest.mark.parametrize("name", ["scgen", "scpram", "mean_shift"])
+@pytest.mark.parametrize("name", ["scgen", "scpram", "cellot", "mean_shift"])
 def test_another_seed_gives_another_prediction(name, train):
     first = fitted(name, train, seed=0).predict(target=TARGET)
     second = fitted(name, train, seed=1).predict(target=TARGET)
@@ -240,7 +246,8 @@ def test_other_obs_keys_label_the_prediction(train):
 def test_hyperparameters_name_the_call_and_the_default_that_runs():
     declared = MODELS["scgen"].hyperparameters()
     assert declared["n_layers"] == ("init", 2) and declared["lr"] == ("train", 3e-3)
-    assert declared["batch_size"] == ("train", 128)
+    assert declared["batch_size"] == ("train", 128) and declared["lr_schedule"] == ("train", "cosine")
+    assert MODELS["scpram"].hyperparameters()["lr_schedule"] == ("train", "constant")
     assert MODELS["scpram"].hyperparameters()["ratio"] == ("init", 0.05)
     assert "seed" not in declared and "keys" not in declared and "n_epochs" not in declared
     assert MODELS["identity"].hyperparameters() == {}
@@ -289,28 +296,41 @@ def test_an_interrupted_overwrite_leaves_the_old_or_the_new_model(train, tmp_pat
     assert load(tmp_path / "model", train).seed == 2
 
 
+WEIGHTS = {"scgen": "weights.pt", "cellot": "cellot.pt"}
+"""The weights file of each kind of neural model's folder."""
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTS))
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (
-            lambda folder: (folder / "config.json").write_text("{not json"),
+            lambda folder, weights: (folder / "config.json").write_text("{not json"),
             r"config.json is not valid JSON.*save the model again",
         ),
         (
-            lambda folder: (folder / "config.json").write_text("{}"),
+            lambda folder, weights: (folder / "config.json").write_text("{}"),
             r"config.json lacks the 'model' and 'config'",
         ),
         (
-            lambda folder: (folder / "weights.pt").write_bytes((folder / "weights.pt").read_bytes()[:100]),
-            r"weights.pt cannot be read.*truncated or corrupt",
+            lambda folder, weights: (folder / weights).write_bytes((folder / weights).read_bytes()[:100]),
+            r"\.pt cannot be read.*truncated or corrupt",
         ),
-        (lambda folder: (folder / "weights.pt").unlink(), r"weights.pt is missing"),
-        (lambda folder: (folder / "var_names.txt").unlink(), r"var_names.txt is missing"),
+        (
+            lambda folder, weights: (folder / weights).write_bytes(b"not a torch file at all"),
+            r"\.pt cannot be read.*truncated or corrupt",
+        ),
+        (lambda folder, weights: (folder / weights).unlink(), r"\.pt is missing"),
+        (lambda folder, weights: (folder / "var_names.txt").unlink(), r"var_names.txt is missing"),
+        (
+            lambda folder, weights: (folder / "history.csv").write_text(""),
+            r"history.csv cannot be read as a training history.*delete it",
+        ),
     ],
 )
-def test_a_damaged_model_folder_names_the_broken_file(train, tmp_path, damage, message):
-    fitted("scgen", train).save(tmp_path / "model")
-    damage(tmp_path / "model")
+def test_a_damaged_model_folder_names_the_broken_file(train, tmp_path, damage, message, name):
+    fitted(name, train).save(tmp_path / "model")
+    damage(tmp_path / "model", WEIGHTS[name])
     with pytest.raises(SavedModelError, match=message):
         load(tmp_path / "model", train)
 

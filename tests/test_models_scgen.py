@@ -37,6 +37,15 @@ def test_architecture_follows_the_reference(synthetic):
     assert sum(isinstance(layer, nn.Linear) for layer in Scgen(synthetic, n_layers=1).module.decoder) == 2
 
 
+def test_the_decoder_has_batch_norm_only_when_asked(synthetic):
+    def batch_norms(model):
+        return sum(isinstance(layer, nn.BatchNorm1d) for layer in model.module.decoder)
+
+    assert batch_norms(Scgen(synthetic)) == 0  # pertpy's architecture, the course's default
+    assert batch_norms(Scgen(synthetic, decoder_batch_norm=True)) == 2  # the original scGen's
+    assert sum(isinstance(layer, nn.BatchNorm1d) for layer in Scgen(synthetic).module.encoder) == 2
+
+
 def test_prediction_is_decoded_latent_mean_plus_delta(trained):
     prediction = trained.predict(target=TARGET)
     delta = prediction.uns["delta"]

@@ -114,14 +114,32 @@ def test_row0_attention_gives_one_shared_shift(trained):
     assert (attention.nunique() == 1).all()
 
 
-def test_shift_is_the_attention_weighted_ot_perturbation(trained):
-    query, predicted = latent_prediction(trained)
+@pytest.mark.parametrize("scope", ["global", "per_type"])
+def test_shift_is_the_attention_weighted_ot_perturbation(trained, scope):
+    query, predicted = latent_prediction(trained, ot_scope=scope)
     latent = trained.latent()
     reference = trained.is_ctrl & (trained.cell_types != TARGET)
     keys, stim = latent[reference], latent[trained.is_stim]
-    deltas = stim[transport_plan(keys, stim).argmax(axis=1)] - keys
-    expected = query + topk_attention(query, keys, 0.05) @ deltas
+    if scope == "global":
+        partners = stim[transport_plan(keys, stim).argmax(axis=1)]
+    else:  # each control matched among the stimulated cells of its own type
+        key_types, stim_types = trained.cell_types[reference], trained.cell_types[trained.is_stim]
+        partners = np.empty_like(keys)
+        for cell_type in np.unique(key_types):
+            own = stim[stim_types == cell_type]
+            partners[key_types == cell_type] = own[
+                transport_plan(keys[key_types == cell_type], own).argmax(axis=1)
+            ]
+    expected = query + topk_attention(query, keys, 0.05) @ (partners - keys)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_per_type_matching_leaves_out_controls_without_stimulated_partners(trained):
+    query = trained.adata[trained.is_ctrl][:30]  # no target: every type's controls are candidate keys
+    prediction = trained.predict(query=query)
+    attended = prediction.obsm["attention_by_cell_type"].columns
+    assert TARGET not in attended  # its stimulated cells are held out, so its controls have no partner
+    assert TARGET in trained.predict(query=query, ot_scope="global").obsm["attention_by_cell_type"].columns
 
 
 def test_attention_only_variant_uses_one_shift_per_reference_type(trained):

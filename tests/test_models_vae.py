@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.models import Scgen, Scpram, TrainingDivergedError
-from course_lib.models.vae import HISTORY_COLUMNS, pick_device
+from course_lib.models import Scgen, Scpram, TrainingDivergedError, vae
+from course_lib.models.neural import pick_device
+from course_lib.models.vae import HISTORY_COLUMNS
 from course_lib.preprocessing import holdout
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -121,11 +122,32 @@ def test_untrained_model_cannot_predict(train):
         ({"lr": 0.0}, "lr must be a positive finite number"),
         ({"lr": float("nan")}, "lr must be a positive finite number"),
         ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+        ({"lr_schedule": "linear"}, "lr_schedule='linear' is not one of"),
     ],
 )
 def test_bad_training_options(train, options, message):
     with pytest.raises(ValueError, match=message):
         Scgen(train, **SMALL).train(verbose=False, **options)
+
+
+def test_the_cosine_schedule_lowers_the_learning_rate_every_epoch(train, monkeypatch):
+    optimizers, used = [], []
+    original = vae.adam
+
+    def recording_adam(parameters, **settings):
+        optimizers.append(original(parameters, **settings))
+        return optimizers[-1]
+
+    def record(epoch, row):
+        used.append(optimizers[-1].param_groups[0]["lr"])
+
+    monkeypatch.setattr(vae, "adam", recording_adam)
+    model = Scgen(train, **SMALL)
+    model.train(n_epochs=4, lr=0.002, lr_schedule="cosine", on_epoch_end=record, verbose=False)
+    np.testing.assert_allclose(used, [0.002 * (1 + math.cos(math.pi * i / 4)) / 2 for i in range(4)])
+    used.clear()
+    Scpram(train, **SMALL).train(n_epochs=3, lr=0.002, on_epoch_end=record, verbose=False)
+    assert used == [0.002] * 3  # scPRAM keeps the constant default
 
 
 def test_device_defaults_to_cuda_when_available_and_can_be_overridden(train):

@@ -3,14 +3,15 @@
 Every model takes log-normalised training cells and predicts the stimulated state of a held-out cell
 type from its control cells::
 
-    model = Scgen(train, seed=0)            # or Scpram, IdentityBaseline, MeanShiftBaseline
+    model = Scgen(train, seed=0)            # or Scpram, Cellot, IdentityBaseline, MeanShiftBaseline
     model.train(n_epochs=10)                # progress bar; model.history holds the losses per epoch
     pred = model.predict(target="CD4 T cells")
     model.save("models/scgen"); model = load("models/scgen", train)
 
 Modules: :mod:`~course_lib.models.base` (what every model shares), :mod:`~course_lib.models.baselines`
 (identity and mean shift), :mod:`~course_lib.models.vae` (the VAE training core),
-:mod:`~course_lib.models.scgen` and :mod:`~course_lib.models.scpram`.
+:mod:`~course_lib.models.neural` (what the torch models share), :mod:`~course_lib.models.scgen`,
+:mod:`~course_lib.models.scpram` and :mod:`~course_lib.models.cellot`.
 
 :data:`MODELS` maps the names used by the benchmark and tuning code to the classes.
 """
@@ -29,13 +30,15 @@ from course_lib.models.base import (
     read_config,
 )
 from course_lib.models.baselines import IdentityBaseline, MeanShiftBaseline
+from course_lib.models.cellot import Cellot
+from course_lib.models.neural import TrainingDivergedError
 from course_lib.models.scgen import Scgen
 from course_lib.models.scpram import OTConvergenceWarning, OTNotConvergedError, Scpram
-from course_lib.models.vae import TrainingDivergedError
 
 MODELS: dict[str, type[PerturbationModel]] = {
     "scgen": Scgen,
     "scpram": Scpram,
+    "cellot": Cellot,
     "identity": IdentityBaseline,
     "mean_shift": MeanShiftBaseline,
 }
@@ -57,6 +60,7 @@ def load(path: str | Path, adata: ad.AnnData, **options) -> PerturbationModel:
 __all__ = [
     "BASELINES",
     "MODELS",
+    "Cellot",
     "Hyperparameter",
     "IdentityBaseline",
     "MeanShiftBaseline",

@@ -5,8 +5,9 @@ Prediction for a held-out type T, in latent space:
 1. encode the query cells Q (T's controls), the reference controls C (every other type's controls)
    and the stimulated cells S;
 2. match every control cell ``j`` of C to a stimulated cell by optimal transport between C and S
-   (uniform weights, Euclidean cost): ``i(j) = argmax_i P[j, i]`` for the plan ``P``; its
-   perturbation vector is ``delta_j = z_S[i(j)] - z_C[j]``;
+   (uniform weights, Euclidean cost), by default within each cell type (``ot_scope``):
+   ``i(j) = argmax_i P[j, i]`` for the plan ``P``; its perturbation vector is
+   ``delta_j = z_S[i(j)] - z_C[j]``;
 3. attend: for each query cell ``q``, keep the ``k = ceil(|C| * ratio)`` cells of C most cosine-similar
    to ``z_q``, weigh them by ``w_qj = cos(z_q, z_j) / sum_top-k cos`` and predict
    ``decode(z_q + sum_j w_qj delta_j)``.
@@ -24,16 +25,18 @@ import ot
 import pandas as pd
 from torch import nn
 
-from course_lib.checks import as_dense
+from course_lib.checks import as_dense, require_choice
 from course_lib.models.vae import GaussianVAE, VAEModel, check_network, mlp
 
 METHODS = ("ot_attention", "attention_only", "ot_only")
 ATTENTION = ("per_cell", "row0")
 LATENTS = ("mean", "sample")
 OT_SOLVERS = ("emd", "sinkhorn")
+OT_SCOPES = ("global", "per_type")
 ON_UNCONVERGED = ("raise", "warn")
 PREDICTION_OPTIONS = (
     "method",
+    "ot_scope",
     "ratio",
     "attention",
     "latent",
@@ -57,6 +60,26 @@ class OTConvergenceWarning(UserWarning):
     """An unconverged optimal-transport plan is being used (``on_unconverged="warn"``)."""
 
 
+def euclidean_cost(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``M[j, i] = ||source_j − target_i||`` in float64, by ``||x||² + ||y||² − 2 x·y`` (one matrix
+    product; it agrees with a pairwise loop to about 1e-13 and is an order of magnitude faster)."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    squared = (source**2).sum(axis=1)[:, None] + (target**2).sum(axis=1)[None, :] - 2.0 * source @ target.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def principal_order(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orders of the source and the target points along the first principal axis of both together.
+
+    In one dimension, optimal transport matches points in sorted order; listing both clouds along
+    their main direction of variation gives the network simplex a start close to that and saves part
+    of its pivots. The order does not change the optimal plan, only how fast it is found.
+    """
+    points = np.concatenate([source, target]).astype(np.float64)
+    axis = np.linalg.eigh(np.cov(points, rowvar=False))[1][:, -1]  # the covariance's leading eigenvector
+    return np.argsort(source @ axis, kind="stable"), np.argsort(target @ axis, kind="stable")
+
+
 def transport_plan(
     source: np.ndarray,
     target: np.ndarray,
@@ -68,7 +91,9 @@ def transport_plan(
 ) -> np.ndarray:
     """Optimal-transport plan between two point clouds with uniform weights and Euclidean cost.
 
-    The cost is ``M[j, i] = ||source_j - target_i||`` (not squared, as in the reference).
+    The cost is ``M[j, i] = ||source_j - target_i||`` (not squared, as in the reference;
+    :func:`euclidean_cost`). The exact solver sees both clouds in :func:`principal_order`, which finds
+    the same plan faster; the plan is returned in the order of the inputs.
 
     Parameters
     ----------
@@ -94,11 +119,14 @@ def transport_plan(
         raise ValueError(f"unknown OT solver {solver!r}; choose one of {OT_SOLVERS}.")
     max_iter = DEFAULT_OT_MAX_ITER[solver] if max_iter is None else int(max_iter)
     n, m = len(source), len(target)
-    cost = ot.dist(np.asarray(source, np.float64), np.asarray(target, np.float64), metric="euclidean")
     if solver == "emd":
+        rows, columns = principal_order(source, target)
+        cost = euclidean_cost(np.asarray(source)[rows], np.asarray(target)[columns])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="numItermax reached", category=UserWarning)
-            plan, log = ot.emd(np.full(n, 1 / n), np.full(m, 1 / m), cost, numItermax=max_iter, log=True)
+            ordered, log = ot.emd(np.full(n, 1 / n), np.full(m, 1 / m), cost, numItermax=max_iter, log=True)
+        plan = np.empty_like(ordered)
+        plan[np.ix_(rows, columns)] = ordered
         if log["result_code"] == 1:
             return plan
         problem = (
@@ -107,6 +135,7 @@ def transport_plan(
             f"transport cost so far {log['cost']:.6g}"
         )
     else:
+        cost = euclidean_cost(source, target)
         scaled = (cost / cost.max()).astype(np.float32)
         a, b = np.full(n, 1 / n, np.float32), np.full(m, 1 / m, np.float32)
         plan, log = ot.sinkhorn(
@@ -196,6 +225,17 @@ class Scpram(VAEModel):
         cell type, ``Delta_k = mean stim_k - mean ctrl_k`` on scGen's balanced pools, keys the types'
         control means, :func:`l1_attention` weights), or ``"ot_only"`` (the barycentric OT map of the
         query onto the stimulated cells, decoded; the authors found it not accurate enough).
+    ot_scope
+        How ``"ot_attention"`` matches the reference controls to stimulated cells: ``"per_type"`` (the
+        course's default), one exact plan per cell type between its controls and its own stimulated
+        cells, so that no control is matched across types (controls of a type without stimulated
+        training cells then have no partner and are left out of the reference); or ``"global"``, one
+        plan between all reference controls and all stimulated cells (the paper's). On Kang 2018 with
+        the CD4 T cells held out (seed 0), the two gave R² of means 0.9265 and 0.9261, delta Pearson
+        on the top-100 DEGs 0.952 and 0.952, energy distance 0.851 and 0.802; the per-type problems
+        (at most 2,000 cells a side) are solved exactly in about a fifth of the time of the global one
+        (4,353 x 4,587 cells), which took most of a prediction (``benchmarks/reference_models.py``
+        compares both over seeds).
     ratio
         Share of the reference control cells each query attends to (``k = ceil(|C| * ratio)``); the
         reference's default is 0.05, its tutorial used 0.005.
@@ -225,6 +265,7 @@ class Scpram(VAEModel):
         noise_rate: float = 0.1,
         kl_weight: float = 5e-4,
         method: str = "ot_attention",
+        ot_scope: str = "per_type",
         ratio: float = 0.05,
         attention: str = "per_cell",
         latent: str = "mean",
@@ -241,6 +282,7 @@ class Scpram(VAEModel):
             "noise_rate": noise_rate,
             "kl_weight": kl_weight,
             "method": method,
+            "ot_scope": ot_scope,
             "ratio": ratio,
             "attention": attention,
             "latent": latent,
@@ -268,6 +310,7 @@ class Scpram(VAEModel):
         *,
         query: ad.AnnData | None = None,
         method: str | None = None,
+        ot_scope: str | None = None,
         ratio: float | None = None,
         attention: str | None = None,
         latent: str | None = None,
@@ -285,7 +328,7 @@ class Scpram(VAEModel):
             must not be in the training data; its control cells are left out of the reference controls.
         query
             Cells to transform instead of the target's training controls (same genes).
-        method, ratio, attention, latent, ot_solver, ot_max_iter, sinkhorn_epsilon, on_unconverged
+        method, ot_scope, ratio, attention, latent, ot_solver, ot_max_iter, sinkhorn_epsilon, on_unconverged
             Override the constructor's settings for this call.
 
         Returns
@@ -305,10 +348,14 @@ class Scpram(VAEModel):
         z_train = self._encode(self.X, sample="train" if sample else None)
         z_query = self._encode(as_dense(query.X), sample="query" if sample else None)
         reference = self.is_ctrl if target is None else self.is_ctrl & (self.cell_types != target)
+        if o["ot_scope"] == "per_type" and o["method"] == "ot_attention":
+            # a control is matched within its own type: types without stimulated cells have no partner
+            reference = reference & np.isin(self.cell_types, self.cell_types[self.is_stim])
         if not reference.any():
             raise ValueError(
-                f"no {self.keys.control!r} cells of a type other than {target!r} in the training data: "
-                "scPRAM learns the response from the other types' control cells."
+                f"no {self.keys.control!r} cells of a type other than {target!r} (with stimulated cells, for "
+                "ot_scope='per_type') in the training data: scPRAM learns the response from the other "
+                "types' control cells."
             )
         ot_options = {
             "solver": o["ot_solver"],
@@ -327,10 +374,8 @@ class Scpram(VAEModel):
                 key_types, keys, values = self._type_shifts(z_train, target)
                 attend = l1_attention
             else:
-                keys, stimulated = z_train[reference], z_train[self.is_stim]
-                plan = transport_plan(keys, stimulated, **ot_options)
-                values = stimulated[plan.argmax(axis=1)] - keys
-                key_types = self.cell_types[reference]
+                keys, key_types = z_train[reference], self.cell_types[reference]
+                values = self._ot_matches(z_train, reference, o["ot_scope"], ot_options) - keys
                 attend = functools.partial(topk_attention, ratio=o["ratio"])
             weights = attend(z_query[:1] if o["attention"] == "row0" else z_query, keys)
             z_pred = z_query + weights @ values
@@ -345,6 +390,24 @@ class Scpram(VAEModel):
                 by_type, index=prediction.obs_names, columns=pd.Index(types, name=self.keys.cell_type)
             )
         return prediction
+
+    def _ot_matches(
+        self, z_train: np.ndarray, reference: np.ndarray, scope: str, ot_options: dict
+    ) -> np.ndarray:
+        """For every reference control cell, the code of the stimulated cell it is matched to: the one
+        with the largest mass in the optimal plan, over all stimulated cells (``"global"``) or over the
+        stimulated cells of its own type (``"per_type"``, one plan per type)."""
+        controls, stimulated = np.flatnonzero(reference), np.flatnonzero(self.is_stim)
+        if scope == "global":
+            plan = transport_plan(z_train[controls], z_train[stimulated], **ot_options)
+            return z_train[stimulated[plan.argmax(axis=1)]]
+        matched = np.empty((controls.size, z_train.shape[1]), dtype=z_train.dtype)
+        for cell_type in np.unique(self.cell_types[controls]):
+            of_type = self.cell_types[controls] == cell_type
+            partners = stimulated[self.cell_types[stimulated] == cell_type]
+            plan = transport_plan(z_train[controls[of_type]], z_train[partners], **ot_options)
+            matched[of_type] = z_train[partners[plan.argmax(axis=1)]]
+        return matched
 
     def _type_shifts(
         self, z_train: np.ndarray, target: str | None
@@ -370,10 +433,10 @@ def _check_prediction_options(options: dict) -> None:
         ("attention", ATTENTION),
         ("latent", LATENTS),
         ("ot_solver", OT_SOLVERS),
+        ("ot_scope", OT_SCOPES),
         ("on_unconverged", ON_UNCONVERGED),
     ):
-        if options[name] not in allowed:
-            raise ValueError(f"{name}={options[name]!r} is not one of {allowed}.")
+        require_choice(options[name], allowed, what=name)
     if not 0 < options["ratio"] <= 1:
         raise ValueError(f"ratio must be in (0, 1], not {options['ratio']}.")
     if options["sinkhorn_epsilon"] <= 0:

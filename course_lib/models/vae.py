@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_lib.checks import as_dense, require_fraction, require_positive_int
-from course_lib.models.base import Hyperparameter, PerturbationModel, SavedModelError
+from course_lib.checks import as_dense, require_choice, require_fraction, require_positive_int
+from course_lib.models.base import Hyperparameter, SavedModelError
+from course_lib.models.neural import (
+    NeuralModel,
+    TrainingDivergedError,
+    adam,
+    diverged,
+    read_weights,
+    require_learning_rate,
+)
 
 WEIGHTS_FILE = "weights.pt"
-HISTORY_FILE = "history.csv"
 HISTORY_COLUMNS = (
     "epoch",
     "train_loss",
@@ -35,15 +40,10 @@ HISTORY_COLUMNS = (
     "train_kl",
     "val_kl",
 )
+LR_SCHEDULES = ("constant", "cosine")
+"""Learning-rate schedules of :meth:`VAEModel.train`."""
 _EVAL_BATCH = 4096
 _LOSS_NAMES = ("loss", "reconstruction", "kl")
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else the first CUDA GPU if there is one, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def mlp(
@@ -154,49 +154,15 @@ def check_network(**settings: float) -> None:
             raise ValueError(f"dropout must be below 1, not {value}.")
 
 
-def _history_frame(rows) -> pd.DataFrame:
-    """Training history: one row per epoch, columns :data:`HISTORY_COLUMNS`, integer epochs."""
-    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(float).astype({"epoch": int})
-
-
-def _adam(parameters, **settings) -> torch.optim.Adam:
-    """Adam with the fused kernel (one kernel for all parameters) where the device supports it."""
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, fused=True, **settings)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(parameters, **settings)
-
-
-class TrainingDivergedError(RuntimeError):
-    """Training produced a non-finite loss (NaN or infinite): the weights are no longer usable."""
-
-
 def _check_optimizer_settings(settings: Mapping[str, float]) -> None:
     """Raise for a learning rate that is not a positive finite number or a negative weight decay."""
-    lr, weight_decay = settings["lr"], settings["weight_decay"]
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, not {lr!r}.")
+    require_learning_rate(settings["lr"])
+    weight_decay = settings["weight_decay"]
     if not (isinstance(weight_decay, int | float) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be a finite number >= 0, not {weight_decay!r}.")
 
 
-def _check_finite_losses(model: VAEModel, row: Mapping[str, float], lr: float, validated: bool) -> None:
-    """Raise :class:`TrainingDivergedError` when an epoch's training (or validation) loss is not finite."""
-    names = ["train_loss", "val_loss"] if validated else ["train_loss"]
-    bad = {name: row[name] for name in names if not math.isfinite(row[name])}
-    if bad:
-        default = type(model).optimizer["lr"]
-        losses = ", ".join(f"{name} {value}" for name, value in bad.items())
-        raise TrainingDivergedError(
-            f"{type(model).__name__} diverged in epoch {row['epoch']} ({losses}) with lr={lr:g}; the model "
-            "is "
-            f"left as it was before train(). Train again with a lower learning rate (the default is "
-            f"{default:g}), and check kl_weight and the input values."
-        )
-
-
-class VAEModel(PerturbationModel):
+class VAEModel(NeuralModel):
     """A model with a :class:`GaussianVAE` inside: the one training loop, seeding, devices, saving.
 
     Subclasses set :attr:`optimizer` and :attr:`max_grad_norm` and implement :meth:`_build_module`.
@@ -204,30 +170,21 @@ class VAEModel(PerturbationModel):
     Parameters
     ----------
     adata, hyperparameters, **options
-        See :class:`~course_lib.models.base.PerturbationModel`.
-    device
-        Where to train and predict; default the first CUDA GPU if there is one, else the CPU.
+        See :class:`~course_lib.models.neural.NeuralModel` (``device`` among them).
     """
 
     optimizer: ClassVar[Mapping[str, float]]
     """Adam settings (``lr``, ``weight_decay``, ``eps``) of the reference implementation."""
     max_grad_norm: ClassVar[float | None] = None
     """Clip the gradient to this global norm before each step (``None``: no clipping)."""
+    lr_schedule: ClassVar[str] = "constant"
+    """How the learning rate changes over a call of :meth:`train`: one of :data:`LR_SCHEDULES`."""
+    history_columns = HISTORY_COLUMNS
 
-    def __init__(
-        self,
-        adata,
-        *,
-        hyperparameters: Mapping[str, Any],
-        device: str | torch.device | None = None,
-        **options,
-    ):
+    def __init__(self, adata, *, hyperparameters: Mapping[str, Any], **options):
         super().__init__(adata, hyperparameters=hyperparameters, **options)
-        self.device = pick_device(device)
         with self._torch_seed("init"):
             self.module: GaussianVAE = self._build_module().to(self.device)
-        self.history = _history_frame([])
-        self.is_trained = False
 
     @classmethod
     def hyperparameters(cls) -> dict[str, Hyperparameter]:
@@ -236,23 +193,11 @@ class VAEModel(PerturbationModel):
         found = super().hyperparameters()
         for name in ("lr", "weight_decay"):
             found[name] = Hyperparameter("train", cls.optimizer[name])
+        found["lr_schedule"] = Hyperparameter("train", cls.lr_schedule)
         return found
 
     def _build_module(self) -> GaussianVAE:
         raise NotImplementedError
-
-    @contextmanager
-    def _torch_seed(self, purpose: str) -> Iterator[None]:
-        """Run a block with torch's global generators seeded for ``purpose``, then restore them.
-
-        Dropout and ``randn_like`` draw from the global generators; forking them keeps the model
-        reproducible without changing the caller's random state.
-        """
-        cuda = self.device.type == "cuda"
-        devices = [self.device.index or 0] if cuda else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(self._seed_sequence(purpose).generate_state(1)[0]))
-            yield
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -263,6 +208,7 @@ class VAEModel(PerturbationModel):
         batch_size: int = 128,
         lr: float | None = None,
         weight_decay: float | None = None,
+        lr_schedule: str | None = None,
         patience: int | None = 5,
         validation_fraction: float = 0.1,
         bf16: bool = False,
@@ -286,6 +232,10 @@ class VAEModel(PerturbationModel):
             is skipped.
         lr, weight_decay
             Adam's learning rate and L2 weight decay; default the model's :attr:`optimizer` settings.
+        lr_schedule
+            ``"constant"``, or ``"cosine"``: epoch ``i`` of ``n_epochs`` trains with
+            ``lr * (1 + cos(pi * i / n_epochs)) / 2``, from ``lr`` down to a few percent of it; default
+            the model's :attr:`lr_schedule`.
         patience
             Epochs without improvement before stopping; ``None`` never stops early.
         validation_fraction
@@ -319,13 +269,15 @@ class VAEModel(PerturbationModel):
         settings = {**self.optimizer}
         settings.update({k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None})
         _check_optimizer_settings(settings)
+        schedule = self.lr_schedule if lr_schedule is None else lr_schedule
+        require_choice(schedule, LR_SCHEDULES, what="lr_schedule")
         n_cells = self.adata.n_obs
         order = self._rng("split").permutation(n_cells)
         n_val = round(validation_fraction * n_cells)
         val_idx, train_idx = order[:n_val], order[n_val:]
         if train_idx.size < 2:
             raise ValueError(f"{train_idx.size} training cell(s) left after the validation split; need 2.")
-        optimizer = _adam(self.module.parameters(), **settings)
+        optimizer = adam(self.module.parameters(), **settings)
         X = torch.from_numpy(self.X).to(self.device)
         X_val = X[torch.from_numpy(val_idx).to(self.device)]
         first_epoch = len(self.history)
@@ -339,6 +291,10 @@ class VAEModel(PerturbationModel):
         try:
             with self._torch_seed(f"train:{first_epoch}"):
                 for epoch in bar:
+                    if schedule == "cosine":
+                        progress = (epoch - first_epoch) / n_epochs
+                        for group in optimizer.param_groups:
+                            group["lr"] = settings["lr"] * (1 + math.cos(math.pi * progress)) / 2
                     shuffled = torch.from_numpy(rng.permutation(train_idx)).to(self.device)
                     train_losses = self._train_epoch(X, shuffled, optimizer, batch_size, bf16)
                     val_losses = self._validation_losses(X_val)
@@ -347,7 +303,14 @@ class VAEModel(PerturbationModel):
                         row.update(
                             {f"{stage}_{key}": value for key, value in zip(_LOSS_NAMES, values, strict=True)}
                         )
-                    _check_finite_losses(self, row, settings["lr"], n_val > 0)
+                    checked = ("train_loss", "val_loss") if n_val else ("train_loss",)
+                    diverged(
+                        type(self).__name__,
+                        f"epoch {epoch}",
+                        {name: row[name] for name in checked},
+                        settings["lr"],
+                        type(self).optimizer["lr"],
+                    )
                     rows.append(row)
                     bar.set_postfix(train_loss=f"{row['train_loss']:.4g}", val_loss=f"{row['val_loss']:.4g}")
                     if row["val_loss"] < best_loss:
@@ -365,7 +328,7 @@ class VAEModel(PerturbationModel):
             raise
         finally:
             bar.close()
-            self.history = _history_frame([*self.history.to_dict("records"), *rows])
+            self._extend_history(rows)
             if best_state is not None:
                 self.module.load_state_dict(best_state)
             self.module.eval()
@@ -412,12 +375,6 @@ class VAEModel(PerturbationModel):
         return (totals / X_val.shape[0]).tolist()
 
     # -- latent space ------------------------------------------------------------------------------
-
-    def _require_trained(self) -> None:
-        if not self.is_trained:
-            raise RuntimeError(
-                f"{type(self).__name__} is not trained yet; call train() (or load a saved model)."
-            )
 
     @torch.no_grad()
     def _encode(self, X: np.ndarray, *, sample: str | None = None) -> np.ndarray:
@@ -466,21 +423,11 @@ class VAEModel(PerturbationModel):
     def _save_state(self, directory: Path) -> None:
         self._require_trained()
         torch.save(self.module.state_dict(), directory / WEIGHTS_FILE)
-        self.history.to_csv(directory / HISTORY_FILE, index=False)
+        self._save_history(directory)
 
     def _load_state(self, directory: Path) -> None:
         weights = directory / WEIGHTS_FILE
-        try:
-            state = torch.load(weights, map_location=self.device, weights_only=True)
-        except FileNotFoundError:
-            raise SavedModelError(
-                f"{weights} is missing: the model folder is incomplete; save it again."
-            ) from None
-        except Exception as error:  # torch raises EOFError, RuntimeError or UnpicklingError for a bad file
-            raise SavedModelError(
-                f"{weights} cannot be read ({type(error).__name__}: {error}); the file is truncated or "
-                "corrupt: save the model again."
-            ) from None
+        state = read_weights(weights, self.device)
         try:
             self.module.load_state_dict(state)
         except RuntimeError:
@@ -490,12 +437,7 @@ class VAEModel(PerturbationModel):
                 "n_hidden or n_latent (they are read from config.json)."
             ) from None
         self.module.eval()
-        history = directory / HISTORY_FILE
-        self.history = (
-            _history_frame(pd.read_csv(history, float_precision="round_trip"))
-            if history.exists()
-            else _history_frame([])
-        )
+        self._load_history(directory)
         self.is_trained = True
 
 
