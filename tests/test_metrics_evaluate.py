@@ -150,3 +150,11 @@ def test_evaluate_refuses_duplicated_genes_and_negative_real_cells(held_out):
     negative = as_prediction(ctrl, ctrl.X - 0.01)  # a linear decoder's prediction may dip below 0
     scores = metrics.evaluate(ctrl, stim, {"m": negative}, n_ceiling_splits=0, n_bootstrap=0, verbose=False)
     assert scores["value"].notna().any()
+
+
+def test_a_negative_seed_is_refused_before_any_scoring(held_out):
+    ctrl, stim, predictions = held_out
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, not -1"):
+        metrics.evaluate(ctrl, stim, predictions, seed=-1, verbose=False)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, not -1"):
+        metrics.noise_ceiling(ctrl, stim, seed=-1)

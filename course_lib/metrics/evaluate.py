@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from course_lib.checks import as_dense, require_positive_int, require_value
+from course_lib.checks import as_dense, require_positive_int, require_seed, require_value
 from course_lib.keys import DEFAULT_KEYS, ObsKeys
 from course_lib.metrics.distributions import Bandwidth, check_bandwidth, check_n_components
 from course_lib.metrics.inputs import check_inputs, named_predictions
@@ -180,6 +180,7 @@ def evaluate(
     the same genes, in the same space and against the same resamples.
     """
     predictions = named_predictions(predictions, keys.predicted)
+    seed = require_seed(seed)
     require_positive_int(n_top_degs, what="n_top_degs")
     check_bootstrap(n_bootstrap, bootstrap_fraction, confidence)
     check_bandwidth(kde_bandwidth)
@@ -259,6 +260,7 @@ def noise_ceiling(
         ``ci_low`` and ``ci_high`` (the central ``confidence`` range of the splits), ``n_splits``.
     """
     require_positive_int(n_splits, what="n_splits")
+    seed = require_seed(seed)
     options = ScoringOptions(confidence=confidence, **scoring)
     frames = []
     for subset in evaluation_sets(ctrl, stim, {}, keys=keys):
