@@ -16,10 +16,10 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def pinned_requirements() -> list[str]:
-    """The runtime, book and test requirements of pyproject.toml, in file order."""
+    """The runtime, book, test and workflow requirements of pyproject.toml, in file order."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return project["dependencies"] + extras["book"] + extras["test"]
+    return project["dependencies"] + extras["book"] + extras["test"] + extras["workflow"]
 
 
 def environment_yaml(name: str, *, editable: str | None) -> str:

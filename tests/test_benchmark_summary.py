@@ -11,10 +11,13 @@ from scipy import stats
 
 from course_lib.benchmark import (
     compare_results,
+    label_by_setting,
+    rank_models,
     response_discrimination,
     run_benchmark,
     seed_intervals,
     summarise,
+    types_beating,
     with_normalised_scores,
 )
 
@@ -96,3 +99,58 @@ def test_response_discrimination_counts_rank_one_and_leaves_the_identity_undefin
     assert np.isnan(table.loc["identity", "accuracy"]) and table.loc["identity", "n"] == 0
     with pytest.raises(KeyError, match="discrimination_rank_all"):
         response_discrimination(results.assign(metric="e_distance"))
+
+
+def test_models_are_ranked_in_each_metrics_better_direction():
+    rows = [
+        (model, cell_type, seed, metric, value)
+        for model, (pearson, energy) in {"a": (0.9, 2.0), "b": (0.5, 1.0), "c": (0.7, 3.0)}.items()
+        for cell_type in ("t1", "t2")
+        for seed in (0, 1)
+        for metric, value in (("delta_pearson_top100", pearson), ("e_distance", energy))
+    ]
+    results = pd.DataFrame(rows, columns=["model", "cell_type", "seed", "metric", "value"]).assign(
+        variant="balanced"
+    )
+    ranks = rank_models(results, metrics=["delta_pearson_top100", "e_distance"])
+    assert ranks.loc[["a", "b", "c"], "delta_pearson_top100"].tolist() == [1, 3, 2]
+    assert ranks.loc[["a", "b", "c"], "e_distance"].tolist() == [2, 1, 3]  # lower is better
+    assert rank_models(results, metrics=["e_distance"], models=["c", "a"]).index.tolist() == ["c", "a"]
+    unscored = results[~((results["model"] == "c") & (results["metric"] == "e_distance"))]
+    ranked = rank_models(unscored, metrics=["delta_pearson_top100", "e_distance"])
+    assert ranked.loc["c", "e_distance"] is pd.NA and ranked.loc["c", "delta_pearson_top100"] == 2  # no score, no rank
+
+
+def test_types_beating_counts_strict_wins_in_each_metrics_better_direction():
+    scores = {  # (model, cell type): (delta pearson, energy distance); the baseline is "m"
+        ("m", "t1"): (0.5, 2.0), ("m", "t2"): (0.5, 2.0), ("m", "t3"): (0.5, 2.0),
+        ("a", "t1"): (0.6, 1.0), ("a", "t2"): (0.5, 3.0), ("a", "t3"): (0.4, 1.5),
+    }
+    rows = [
+        (model, cell_type, seed, metric, value + 0.01 * (seed - 0.5))  # seeds average to the score
+        for (model, cell_type), (pearson, energy) in scores.items()
+        for seed in (0, 1)
+        for metric, value in (("delta_pearson_top100", pearson), ("e_distance", energy))
+    ]
+    results = pd.DataFrame(rows, columns=["model", "cell_type", "seed", "metric", "value"]).assign(
+        variant="balanced"
+    )
+    beating = types_beating(results, "m", metrics=["delta_pearson_top100", "e_distance"])
+    assert beating.loc["a"].tolist() == [1, 2]  # a tie (t2 Pearson) is no win; lower energy wins
+    assert "m" not in beating.index
+    assert beating.attrs["n_types"] == {"delta_pearson_top100": 3, "e_distance": 3}
+    with pytest.raises(KeyError, match="baseline 'x'"):
+        types_beating(results, "x")
+
+
+def test_settings_of_one_model_are_labelled_as_models():
+    results = pd.DataFrame(
+        {
+            "model": ["scgen", "scgen", "identity"],
+            "hyperparameters": ['{"decoder_batch_norm": true}', '{"decoder_batch_norm": false}', "{}"],
+        }
+    )
+    labelled = label_by_setting(results, "decoder_batch_norm", {True: "with BN", False: "without BN"})
+    assert labelled["model"].tolist() == ["scgen, with BN", "scgen, without BN", "identity"]
+    with pytest.raises(KeyError, match="no entry for decoder_batch_norm"):
+        label_by_setting(results, "decoder_batch_norm", {True: "with BN"})

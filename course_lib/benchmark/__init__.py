@@ -2,9 +2,12 @@
 
 Modules: :mod:`~course_lib.benchmark.grid` (what to run), :mod:`~course_lib.benchmark.runner` (the
 local, resumable runner), :mod:`~course_lib.benchmark.provenance` (where a result came from),
-:mod:`~course_lib.benchmark.summary` (reading a table), :mod:`~course_lib.benchmark.cli` (the command
-line, ``python -m course_lib.benchmark``). One grid point is
-:func:`course_lib.experiment.run_grid_point`, which a workflow engine can run one per job.
+:mod:`~course_lib.benchmark.summary` (reading a table), :mod:`~course_lib.benchmark.points` (one grid
+point per job of a workflow engine, and the merge of their files into the runner's table),
+:mod:`~course_lib.benchmark.crate` (a table as an RO-Crate), :mod:`~course_lib.benchmark.cli` (the
+command line, ``python -m course_lib.benchmark``). One grid point is
+:func:`course_lib.experiment.run_grid_point`; the Snakemake workflow in ``workflow/`` runs one per job.
+:mod:`~course_lib.benchmark.crate` needs the ``workflow`` extra (``pip install -e .[workflow]``).
 """
 
 from course_lib.benchmark.grid import BenchmarkGrid, as_grid, plan, read_profiles
@@ -20,9 +23,12 @@ from course_lib.benchmark.runner import (
 from course_lib.benchmark.summary import (
     HEADLINE_METRICS,
     compare_results,
+    label_by_setting,
+    rank_models,
     response_discrimination,
     seed_intervals,
     summarise,
+    types_beating,
     with_normalised_scores,
 )
 
@@ -35,15 +41,18 @@ __all__ = [
     "as_grid",
     "compare_results",
     "content_sha256",
+    "label_by_setting",
     "load_results",
     "plan",
     "provenance_path",
     "provenance_table",
+    "rank_models",
     "read_profiles",
     "response_discrimination",
     "run_benchmark",
     "seed_intervals",
     "summarise",
+    "types_beating",
     "with_normalised_scores",
     "write_atomic",
 ]

@@ -76,6 +76,15 @@ def torch_threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15-minute load averages (None where the system does not report them):
+    the recorded seconds of a run are wall-clock times, which other jobs on the machine lengthen."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def now() -> str:
     """The current UTC time in ISO format, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -99,6 +108,8 @@ def new_run(
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch_threads(),
+        "load_average_at_start": load_average(),
+        "load_average_at_end": None,
         "data_files_sha256": dict(data_files),
         "grid": dict(grid),
         "grid_points_to_run": n_points,
@@ -127,7 +138,9 @@ def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
 
     A run whose ``finished`` is empty was interrupted; the grid points it finished are kept in the table
     and a later run with the same ``results_path`` resumes after them. ``grid_points_failed`` counts
-    the points whose model failed (they are retried by the next run).
+    the points whose model failed (they are retried by the next run). ``load_at_start`` and
+    ``load_at_end`` are the machine's one-minute load averages: a load above the number of cores means
+    other jobs shared the machine, and the recorded seconds are longer than on an idle one.
     """
     rows = [
         {
@@ -140,6 +153,8 @@ def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
             "grid_points_failed": len(run.get("grid_points_failed", [])),
             "cpu_count": run.get("cpu_count"),
             "torch_threads": run.get("torch_threads"),
+            "load_at_start": (run.get("load_average_at_start") or [None])[0],
+            "load_at_end": (run.get("load_average_at_end") or [None])[0],
             **run.get("versions", {}),
         }
         for run in provenance.get("runs", [])

@@ -30,6 +30,7 @@ from course_lib.benchmark.grid import BenchmarkGrid, as_grid, plan
 from course_lib.benchmark.provenance import (
     check_setup,
     content_sha256,
+    load_average,
     new_provenance,
     new_run,
     now,
@@ -218,6 +219,7 @@ def run_benchmark(
                     save()
                 progress.update()
     record["finished"] = now()
+    record["load_average_at_end"] = load_average()
     if len(table):
         save()
     failed = record["grid_points_failed"]

@@ -3,14 +3,16 @@ discrimination, and the comparison of a live slice with a committed table."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from course_lib.benchmark.runner import KEY_COLUMNS
-from course_lib.metrics import normalised_scores, response_discrimination
+from course_lib.metrics import metric_info, normalised_scores, response_discrimination
 
 HEADLINE_METRICS = ("r2_mean_all", "delta_pearson_top100", "e_distance")
 """One metric each for the means, the response and the distribution; see :mod:`course_lib.metrics`."""
@@ -68,6 +70,83 @@ def seed_intervals(
     return summary
 
 
+def label_by_setting(results: pd.DataFrame, parameter: str, labels: Mapping[Any, str]) -> pd.DataFrame:
+    """``results`` with each model named after its value of one hyperparameter: ``"<model>, <label>"``.
+
+    A grid with several settings of one model (e.g. scGen with and without BatchNorm in its decoder)
+    then reads as several models in every summary and figure. ``labels`` maps the values (as in the
+    ``hyperparameters`` JSON) to the label; rows without ``parameter`` keep their model name.
+    """
+    values = results["hyperparameters"].map(lambda settings: json.loads(settings).get(parameter, _MISSING))
+    unknown = sorted({str(value) for value in values if value is not _MISSING and value not in labels})
+    if unknown:
+        raise KeyError(
+            f"labels has no entry for {parameter}={unknown}; it labels {sorted(map(str, labels))}."
+        )
+    named = [
+        model if value is _MISSING else f"{model}, {labels[value]}"
+        for model, value in zip(results["model"], values, strict=True)
+    ]
+    return results.assign(model=named)
+
+
+_MISSING = object()
+"""Marks a row whose hyperparameters do not hold the parameter being labelled."""
+
+
+def rank_models(
+    results: pd.DataFrame, *, metrics: Iterable[str], models: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The models ranked on each metric (1 = best, in the metric's better direction).
+
+    Each model's score is :func:`summarise`'s mean (over seeds of the mean over held-out types), so
+    every model is ranked on the same types and seeds; ``models`` restricts the ranking. Returns one
+    row per model and one column per metric, with the ranks (<NA> where a model has no score);
+    ``attrs["scores"]`` holds the means.
+    """
+    summary = summarise(results, metrics=metrics, by=("model",))
+    means = summary.pivot(index="model", columns="metric", values="mean")
+    if models is not None:
+        means = means.loc[[model for model in models if model in means.index]]
+    means = means[[metric for metric in metrics if metric in means.columns]]
+    ranks = pd.DataFrame(
+        {
+            metric: means[metric].rank(ascending=not metric_info(metric).higher_is_better, method="min")
+            for metric in means
+        },
+        index=means.index,
+    ).astype("Int64")  # a model without a score on a metric gets no rank (<NA>)
+    ranks.attrs["scores"] = means
+    return ranks
+
+
+def types_beating(
+    results: pd.DataFrame, baseline: str, *, metrics: Iterable[str] = HEADLINE_METRICS
+) -> pd.DataFrame:
+    """On how many held-out types each model's mean over seeds beats ``baseline``'s, per metric.
+
+    "Beats" is strictly better in the metric's better direction; a type where either has no score
+    does not count. Returns one row per model other than ``baseline`` and one column per metric;
+    ``attrs["n_types"]`` holds the number of types both were scored on, per metric.
+    """
+    metrics = list(metrics)
+    means = summarise(results, metrics=metrics, by=("model", "cell_type"))
+    if baseline not in set(means["model"]):
+        models = sorted(set(means["model"]))
+        raise KeyError(f"results has no rows of the baseline {baseline!r}; it holds {models}.")
+    counts, n_types = {}, {}
+    for metric in metrics:
+        table = means[means["metric"] == metric].pivot(index="cell_type", columns="model", values="mean")
+        table = table.dropna(subset=[baseline])
+        sign = 1.0 if metric_info(metric).higher_is_better else -1.0
+        gains = table.drop(columns=baseline).sub(table[baseline], axis=0) * sign
+        counts[metric] = (gains > 0).sum()
+        n_types[metric] = len(table)
+    beating = pd.DataFrame(counts).astype(int)
+    beating.attrs["n_types"] = n_types
+    return beating
+
+
 def compare_results(
     live: pd.DataFrame, committed: pd.DataFrame, *, metrics: Iterable[str] = HEADLINE_METRICS
 ) -> pd.DataFrame:
@@ -98,8 +177,11 @@ def compare_results(
 __all__ = [
     "HEADLINE_METRICS",
     "compare_results",
+    "label_by_setting",
+    "rank_models",
     "response_discrimination",
     "seed_intervals",
     "summarise",
+    "types_beating",
     "with_normalised_scores",
 ]
