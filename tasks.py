@@ -6,7 +6,9 @@
     python3 tasks.py book --profile small   # the same with the small profile (minutes instead of ~20)
 
 Every step is skipped when its output is up to date: the environment is rebuilt only when pyproject.toml
-changes, the data is fetched once, and a chapter is re-executed only when its source changed.
+changes, the data is fetched once, and a chapter is re-executed only when what it depends on changed (its
+source, the parameters, pyproject.toml, _config.yml or the package: see chapter_fingerprint). The CI
+workflow caches the executed chapters under the same inputs.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def run(*command: str | Path, **kwargs) -> None:
 
 
 def ensure_venv() -> None:
-    """Create ``.venv`` and install course_lib with its book and test extras, once per pyproject.toml."""
+    """Create ``.venv`` and install course_lib with its book, test, dev and workflow extras, once per
+    pyproject.toml."""
     stamp = VENV / ".course-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted:
@@ -50,7 +53,7 @@ def ensure_venv() -> None:
         print(f"Creating the virtual environment {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[book,test,dev]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[book,test,dev,workflow]")
     stamp.write_text(wanted)
 
 
@@ -59,20 +62,40 @@ def ensure_data() -> None:
     run(PYTHON, "-m", "course_lib.datasets")
 
 
+def chapter_fingerprint(source: Path, parameters: str) -> str:
+    """sha256 of what an executed chapter depends on: its source and parameters, the pins (pyproject.toml),
+    the book configuration (the repository URL of its set-up cell) and every file of course_lib.
+
+    Contents only, never modification times: executed chapters restored from a CI cache stay valid.
+    """
+    package = (
+        path
+        for path in (ROOT / "course_lib").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    digest = hashlib.sha256(parameters.encode())
+    for path in [source, ROOT / "pyproject.toml", ROOT / "_config.yml", *sorted(package)]:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def execute_chapters(profile: str) -> None:
-    """Execute every jupytext chapter in ``book/`` with papermill into ``book/<name>.ipynb``."""
+    """Execute every jupytext chapter in ``book/`` with papermill into ``book/<name>.ipynb``, unless the
+    fingerprint in ``book/<name>.stamp`` says the executed notebook is up to date."""
     parameters = json.dumps(PROFILES[profile])
     for source in sorted(BOOK.glob("*.py")):
         executed = source.with_suffix(".ipynb")
-        stamp = executed.with_suffix(".profile")
-        fresh = executed.exists() and executed.stat().st_mtime > source.stat().st_mtime
-        if fresh and stamp.exists() and stamp.read_text() == parameters:
+        stamp = executed.with_suffix(".stamp")
+        fingerprint = chapter_fingerprint(source, parameters)
+        if executed.exists() and stamp.exists() and stamp.read_text() == fingerprint:
             print(f"up to date: {executed.relative_to(ROOT)}", flush=True)
             continue
-        start = time.perf_counter()
+        start, load = time.perf_counter(), os.getloadavg()[0]
         run(PYTHON, "-m", "course_lib.book", "execute", source, executed, "--parameters", parameters)
-        stamp.write_text(parameters)
-        print(f"executed {source.name} in {time.perf_counter() - start:.0f} s", flush=True)
+        stamp.write_text(fingerprint)
+        seconds = time.perf_counter() - start
+        print(f"executed {source.name} in {seconds:.0f} s (load average {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)", flush=True)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ in this list (a test checks it)::
     crossstudy            experiment: thin users of the experiment
     plotting              the figures of every chapter
     book                  executing the chapters
+    check                 the pre-workshop check of a learner's machine
 
 Modules
 -------
@@ -39,16 +40,22 @@ experiment
     The held-out split, hyperparameter routing, timed training and one grid point end to end.
 benchmark
     The resumable benchmark runner (models x held-out cell types x seeds x data variants x
-    hyperparameters -> one tidy table with provenance), its summaries and its command line.
+    hyperparameters -> one tidy table with provenance), its summaries and its command line; one grid
+    point per job for the Snakemake workflow, the merge of their files, and a table's RO-Crate.
 tuning
-    Hyperparameter search with Optuna, scored on a validation cell type and never on the test type.
+    Hyperparameter search with Optuna, scored on a validation cell type and never on the test type; in
+    shared, resumable storage for several workers, and its command line.
 crossstudy
     A simulated second study (real cells, simulated technical batch effect) and the cross-study
     extrapolation experiment, with and without scGen's batch removal.
 plotting
     The course's figures and its colour-blind-safe palette.
 book
-    Executing the chapters with papermill (used by the build and the tests).
+    Executing the chapters with papermill (used by the build and the tests), with outputs that a static
+    page can show and a first cell that sets the course up on Colab.
+check
+    The pre-workshop check (``python -m course_lib.check``): environment, data and a 10-second training
+    in under a minute, with a PASS or FAIL line.
 """
 
 __version__ = "0.1.0"

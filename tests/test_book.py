@@ -1,41 +1,26 @@
 """Every chapter executes with the small profile, and the book built from them renders cleanly.
 
-One test per chapter, so that a failure names it. The build test then renders the executed chapters with
-Jupyter Book (warnings as errors) and opens every chapter's HTML page to check that it holds its figures
-and no error or stderr output (warnings printed by a library would show up there). Where headless
-Chromium is installed (Debian packages ``chromium`` and ``chromium-driver``), a last test takes a
-screenshot of every chapter page and checks that the browser drew it; it is skipped elsewhere.
+One test per chapter, so that a failure names it. The build test then checks the book that
+``conftest.built_book`` renders from the executed chapters with Jupyter Book (warnings as errors), opening
+every chapter's HTML page to check that it holds its figures and no error or stderr output (warnings
+printed by a library would show up there). The last tests take a screenshot of every chapter page in
+headless Chromium and check that the browser drew it, and that the formulas are typeset offline; they
+fail where Chromium is missing (see ``conftest.chromium``). What a learner sees on the site is checked
+in ``test_site.py``.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from conftest import CHAPTERS, ROOT, SMALL, headless_chromium
 
-from course_lib.benchmark import read_profiles
 from course_lib.book import execute_chapter
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted(path.stem for path in (ROOT / "book").glob("*.py"))
-SMALL = read_profiles()["small"]
 pytestmark = pytest.mark.notebook
-
-
-@pytest.fixture(scope="session")
-def book_copy(tmp_path_factory):
-    """A copy of the book sources in which the tests put their executed chapters."""
-    target = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, target / name)
-    shutil.copytree(ROOT / "book", target / "book", ignore=shutil.ignore_patterns("*.ipynb", "*.profile"))
-    return target
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -54,16 +39,8 @@ def test_chapter_executes_with_the_small_profile(chapter, book_copy):
     assert any(c.cell_type == "code" and "parameters" in c.metadata.get("tags", []) for c in notebook.cells)
 
 
-def test_book_builds_and_every_chapter_shows_its_figures(book_copy):
-    missing = [c for c in CHAPTERS if not (book_copy / "book" / f"{c}.ipynb").exists()]
-    if missing:
-        pytest.skip(f"chapters not executed (see their own test failures): {missing}")
-    build = subprocess.run(
-        [Path(sys.executable).with_name("jupyter-book"), "build", book_copy, "-W", "--keep-going"],
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+def test_book_builds_and_every_chapter_shows_its_figures(built_book, book_copy):
+    assert built_book.returncode == 0, built_book.stdout[-4000:] + built_book.stderr[-4000:]
     html = book_copy / "_build" / "html"
     assert (html / "index.html").exists()
     for chapter in CHAPTERS:
@@ -76,43 +53,14 @@ def test_book_builds_and_every_chapter_shows_its_figures(book_copy):
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "the site lacks its copy of MathJax"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
-
-
-def built_page(book_copy: Path, chapter: str) -> Path:
-    page = book_copy / "_build" / "html" / "book" / f"{chapter}.html"
-    if not page.exists():
-        pytest.skip("the book was not built (see test_book_builds_and_every_chapter_shows_its_figures)")
-    return page
-
-
-def headless_chromium(page: Path, profile: Path, *options: str) -> subprocess.CompletedProcess:
-    """Open ``page`` in headless Chromium with a fresh profile and no network use beyond the page."""
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-    ]
-    return subprocess.run(
-        [CHROMIUM, *flags, *options, page.as_uri()], capture_output=True, text=True, timeout=180, check=False
-    )
-
-
-@needs_chromium
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
+def test_chapter_page_renders_in_a_browser(chapter, site, chromium, tmp_path):
     from PIL import Image
 
     shot = tmp_path / f"{chapter}.png"
     headless_chromium(
-        built_page(book_copy, chapter),
+        chromium,
+        site / "book" / f"{chapter}.html",
         tmp_path / "profile",
         "--window-size=1280,4000",
         f"--screenshot={shot}",
@@ -124,10 +72,10 @@ def test_chapter_page_renders_in_a_browser(chapter, book_copy, tmp_path):
     assert (pixels < 128).mean() > 0.005 and np.unique(pixels).size > 50, f"{chapter}: the page looks blank"
 
 
-@needs_chromium
-def test_formulas_are_typeset_without_a_network(book_copy, tmp_path):
+def test_formulas_are_typeset_without_a_network(site, chromium, tmp_path):
     """MathJax from the site's own copy (see the build test) typesets the formulas of chapter 3."""
+    page = site / "book" / "03_scgen.html"
     dom = headless_chromium(
-        built_page(book_copy, "03_scgen"), tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom"
+        chromium, page, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom"
     ).stdout
     assert dom.count("<mjx-container") >= 5, "the formulas of chapter 3 were not typeset"

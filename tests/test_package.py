@@ -10,10 +10,10 @@ import pkgutil
 import subprocess
 import sys
 import textwrap
-import venv
 from pathlib import Path
 
 import pytest
+from conftest import fresh_environment
 
 import course_lib
 
@@ -30,6 +30,7 @@ LAYERS = [
     ("course_lib.benchmark", "course_lib.tuning", "course_lib.crossstudy"),
     ("course_lib.plotting",),
     ("course_lib.book",),
+    ("course_lib.check",),
 ]
 """The architecture, from the bottom up (README, "Layout"): a module may import its own layer and the
 layers below it, never one above. Within a layer, the order of the tuple is the order of imports."""
@@ -141,17 +142,7 @@ def test_a_wheel_installs_and_predicts_outside_the_checkout(tmp_path):
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = wheels.glob("course_lib-*.whl")
     environment = tmp_path / "fresh"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    dependencies = next(Path(p) for p in sys.path if p.endswith("site-packages"))
-    Path(site, "dependencies.pth").write_text(
-        f"{dependencies}\n"
-    )  # the pinned packages, without the editable install
+    python = fresh_environment(environment)  # the pinned packages, without the editable install
     install = subprocess.run(
         [python, "-m", "pip", "install", "--no-deps", "-q", wheel], capture_output=True, text=True
     )
