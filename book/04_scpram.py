@@ -188,7 +188,7 @@ table.loc[shown, list(variants)].round(3)
 # The bar chart shows the same metrics with their bootstrap intervals, one panel per metric.
 
 # %%
-plotting.metric_bars(results[results["metric"].isin(shown)], metrics=shown, n_cols=2, title_width=40,
+plotting.metric_bars(results[results["metric"].isin(shown)], metrics=shown, n_cols=2,
                      colors=colors)
 
 # %% [markdown]
