@@ -22,13 +22,38 @@ Searches
 
 Every trial trains with the same model seed, so that trials differ by their hyperparameters and not
 by their initialisation ("common random numbers"); the same seeds give the same trials.
+
+Several workers, one study
+--------------------------
+With ``storage`` (:func:`open_storage`: a journal file, or any SQLAlchemy URL) a search is an Optuna
+study that outlives its process: several workers (processes, nodes, jobs of the workflow) started at
+once on the same storage and study name add trials to one study, and running the search again resumes
+it. ``n_trials`` is then the study's size: a worker starts trials until the study holds ``n_trials``
+(its own, the other workers' and earlier runs'; workers that start a trial at the same moment can pass
+it by one each). A worker records a heartbeat in its running trial every ``heartbeat_interval``
+seconds; a trial whose heartbeat is older than ``grace_period`` belonged to a worker that died, and the
+next worker to look (when it starts, after each trial, and while it waits at the end) marks it failed
+and queues its parameters again (:func:`fail_stale_trials`). A worker returns when no trial of the study
+is running any more, so that the last one standing finishes a dead worker's trial.
+Optuna's journal storage has no heartbeat of its own, and one mechanism serves every storage.
+
+The command line runs one worker: ``python -m course_lib.tuning --help``.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import math
+import os
+import socket
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +63,21 @@ import anndata as ad
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
 
 from course_lib import metrics
-from course_lib.benchmark import BenchmarkGrid, run_benchmark, summarise
-from course_lib.checks import as_dense, require_positive_int
+from course_lib.benchmark import BenchmarkGrid, run_benchmark, summarise, write_atomic
+from course_lib.benchmark.points import KANG2018, DataSource
+from course_lib.checks import as_dense, require_positive_int, require_seed
 from course_lib.experiment import (
     HeldOutSplit,
     default_setting,
@@ -54,6 +89,7 @@ from course_lib.experiment import (
 )
 from course_lib.keys import DEFAULT_KEYS, ObsKeys
 from course_lib.models import TrainingDivergedError
+from course_lib.preprocessing import subsample
 
 GRIDS: dict[str, dict[str, tuple]] = {
     "scgen": {"n_layers": (1, 3), "dropout": (0.05, 0.30)},
@@ -96,7 +132,10 @@ lr             1e-4 to 1e-2 (log)    3e-3        5e-5 to 5e-3 (log)    5e-4
 
 Rates and weights span two to four orders of magnitude on a log scale; the scPRAM ranges hold the
 tutorial's choices (lr 5e-5, ratio 0.002 to 0.02, latent 16 and 64). Widths stop at the reference
-width, which is also the slowest setting."""
+width, which is also the slowest setting.
+
+:meta hide-value:
+"""
 
 GRID_SEED = 42
 """Seed of the tutorial's ``GridSampler``; also the default seed of the TPE sampler."""
@@ -107,6 +146,24 @@ trials little else)."""
 
 DEFAULT_OBJECTIVE = "delta_r2_all"
 """Metric a search maximises by default; see :func:`tune` for why it is not the tutorial's R² of means."""
+
+HEARTBEAT_INTERVAL = 10.0
+"""Seconds between two heartbeats of a running trial in a shared study."""
+
+GRACE_PERIOD = 60.0
+"""Seconds without a heartbeat after which a running trial of a shared study counts as dead."""
+
+WORKER = "worker"
+"""User attribute of a trial of a shared study: the worker that ran it (number, host and process)."""
+
+HEARTBEAT = "heartbeat"
+"""User attribute of a running trial: the time (seconds since the epoch) of its worker's last heartbeat."""
+
+SEARCH_ATTR = "search"
+"""Study user attribute: what the search is (model, space, objective, ...), checked when a study resumes."""
+
+DEFAULT_STORAGE = "tuning.journal"
+"""The command line's storage: a journal file in the working directory."""
 
 
 def default_params(
@@ -119,6 +176,63 @@ def default_params(
     ``{**fixed, **default_params(model, tuned)}`` next to ``{**fixed, **tuned}``.
     """
     return default_setting(model_class(model, registry), names)
+
+
+def _number(value: float, *, scientific: bool | None = None) -> str:
+    """A number as a reader writes it: ``0.5``, ``128``, ``1e-4``: scientific (without a zero-padded
+    exponent) below 0.01, unless ``scientific`` says otherwise."""
+    if scientific is None:
+        scientific = value != 0 and abs(value) < 0.01
+    if not scientific or isinstance(value, bool):
+        return f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def describe_distribution(distribution: BaseDistribution | Sequence) -> str:
+    """A search-space entry in words, e.g. ``"1 to 3, integers"``, ``"1e-4 to 1e-2, log scale"`` or
+    ``"128, 256, 512 or 800"`` (a list of values reads like a categorical distribution)."""
+    if not isinstance(distribution, BaseDistribution):
+        distribution = CategoricalDistribution(tuple(distribution))
+    if isinstance(distribution, CategoricalDistribution):
+        choices = [_number(c) if isinstance(c, int | float) else str(c) for c in distribution.choices]
+        return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+    if isinstance(distribution, IntDistribution | FloatDistribution):
+        low, high = distribution.low, distribution.high
+        scientific = isinstance(distribution, FloatDistribution) and 0 < min(abs(low), abs(high)) < 0.01
+        parts = [f"{_number(low, scientific=scientific)} to {_number(high, scientific=scientific)}"]
+        if isinstance(distribution, IntDistribution):
+            parts.append(
+                "integers" if distribution.step == 1 else f"integers in steps of {distribution.step}"
+            )
+        elif distribution.step is not None:
+            parts.append(f"in steps of {_number(distribution.step)}")
+        if distribution.log:
+            parts.append("log scale")
+        return ", ".join(parts)
+    raise TypeError(f"unsupported distribution: {type(distribution).__name__}.")
+
+
+def search_space_table(
+    model: str,
+    space: Mapping[str, Sequence | BaseDistribution] | None = None,
+    *,
+    registry: Mapping[str, type] | None = None,
+) -> pd.DataFrame:
+    """The search space of ``model`` (default :data:`SEARCH_SPACES` ``[model]``) as a table to read: one
+    row per parameter, its range in words (:func:`describe_distribution`) and the model's default."""
+    space = SEARCH_SPACES[model] if space is None else space
+    defaults = default_params(model, list(space), registry=registry)
+    return pd.DataFrame(
+        {
+            "range searched": [describe_distribution(space[name]) for name in space],
+            "default": [
+                _number(defaults[name]) if isinstance(defaults[name], int | float) else str(defaults[name])
+                for name in space
+            ],
+        },
+        index=pd.Index(list(space), name="parameter"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +274,104 @@ def _optuna_logging(verbose: bool):
         optuna.logging.set_verbosity(previous)
 
 
+def open_storage(storage: str | Path | BaseStorage | None) -> BaseStorage | None:
+    """The Optuna storage named by ``storage``: ``None`` (in memory), a storage object, a SQLAlchemy URL
+    (``sqlite:///tuning.db``, ``postgresql://...``: :class:`optuna.storages.RDBStorage`) or the path of a
+    journal file (:class:`optuna.storages.JournalStorage` with a file backend; its folder is created).
+
+    A journal file needs no server and works on a shared file system; a database server suits many
+    workers. SQLite allows one writer at a time, so its workers wait for each other.
+    """
+    if storage is None or isinstance(storage, BaseStorage):
+        return storage
+    text = str(storage)
+    if "://" in text:
+        return RDBStorage(text)
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(
+            f"storage {text!r} is a folder; name a journal file in it, e.g. {path / DEFAULT_STORAGE}."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def lost_trials(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the trials whose worker died (failed by :func:`fail_stale_trials` and queued again)."""
+    return {number for trial in trials for number in trial.system_attrs.get("retry_history", [])}
+
+
+def heartbeat_age(trial: FrozenTrial, now: float) -> float:
+    """Seconds since the last heartbeat of a running trial (since its start, before the first one)."""
+    last = trial.user_attrs.get(HEARTBEAT)
+    if last is None:
+        last = trial.datetime_start.timestamp() if trial.datetime_start else now
+    return now - float(last)
+
+
+def fail_stale_trials(study: optuna.Study, *, grace_period: float = GRACE_PERIOD) -> list[int]:
+    """Mark failed every running trial whose heartbeat is older than ``grace_period`` seconds and queue
+    its parameters again (Optuna's ``RetryHeartbeatStaleTrialCallback``: the new trial records the
+    failed one's number in its ``retry_history``); return their numbers.
+
+    Such a trial's worker died (killed, out of memory, its node lost): without this, the trial would
+    stay running forever and, in a grid search, its grid point would never be scored.
+    """
+    now = time.time()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if heartbeat_age(trial, now) <= grace_period:
+            continue
+        # The sampler sees every tell; a GridSampler would try to stop an optimisation that is not running.
+        sampler, study.sampler = study.sampler, optuna.samplers.RandomSampler()
+        try:
+            dead = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        finally:
+            study.sampler = sampler
+        with warnings.catch_warnings():  # experimental since Optuna 2.8, and what Optuna's RDB heartbeat uses
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.RetryHeartbeatStaleTrialCallback()(study, dead)
+        failed.append(trial.number)
+    return failed
+
+
+def with_heartbeat(
+    objective: Callable[[optuna.Trial], float], interval: float, *, worker: int = 0
+) -> Callable[[optuna.Trial], float]:
+    """``objective`` with a thread that records :data:`HEARTBEAT` in the trial every ``interval`` seconds
+    while it runs; the trial also records its :data:`WORKER`."""
+    name = f"{worker} ({socket.gethostname()}, process {os.getpid()})"
+
+    def beating(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER, name)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                trial.set_user_attr(HEARTBEAT, time.time())
+                if stop.wait(interval):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat of trial {trial.number}", daemon=True)
+        thread.start()
+        try:
+            return objective(trial)
+        finally:
+            stop.set()
+            thread.join()
+
+    return beating
+
+
+def worker_seed(sampler_seed: int, worker: int, n_trials_before: int) -> int:
+    """The TPE sampler seed of a worker: ``sampler_seed`` for the only worker of a new study, else a seed
+    drawn from ``sampler_seed``, the worker's number and the trials already in the study, so that
+    workers and resumed runs do not repeat each other's draws."""
+    if worker == 0 and n_trials_before == 0:
+        return sampler_seed
+    return int(np.random.SeedSequence([sampler_seed, worker, n_trials_before]).generate_state(1)[0])
+
+
 @dataclass(frozen=True)
 class Search:
     """Everything that defines a search except the cell type it scores (see :func:`tune`)."""
@@ -179,13 +391,98 @@ class Search:
     loss_key: str
     n_top_genes: int
     keys: ObsKeys
+    storage: BaseStorage | None = None
+    study_name: str | None = None
+    worker: int = 0
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    grace_period: float = GRACE_PERIOD
 
-    def sampler(self) -> optuna.samplers.BaseSampler:
-        """The seeded sampler: Optuna's ``GridSampler`` or a TPE sampler."""
+    def sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
+        """The seeded sampler (``sampler_seed`` unless ``seed``): Optuna's ``GridSampler`` or TPE."""
+        seed = self.sampler_seed if seed is None else seed
         if self.search == "grid":
             grid = {name: list(distribution.choices) for name, distribution in self.space.items()}
-            return optuna.samplers.GridSampler(grid, seed=self.sampler_seed)
-        return optuna.samplers.TPESampler(n_startup_trials=TPE_STARTUP_TRIALS, seed=self.sampler_seed)
+            return optuna.samplers.GridSampler(grid, seed=seed)
+        return optuna.samplers.TPESampler(n_startup_trials=TPE_STARTUP_TRIALS, seed=seed)
+
+    def describe(self, scored_type: str) -> dict[str, Any]:
+        """What makes two runs the same search (stored in a shared study and checked when it resumes)."""
+        return {
+            "model": self.model,
+            "search": self.search,
+            "space": {name: json.loads(distribution_to_json(d)) for name, d in sorted(self.space.items())},
+            "n_epochs": self.n_epochs,
+            "objective_metric": self.objective_metric,
+            "fixed_params": json.loads(json.dumps(self.fixed_params, sort_keys=True, default=str)),
+            "seed": self.seed,
+            "loss_key": self.loss_key,
+            "n_top_genes": self.n_top_genes,
+            "test_type": self.test_type,
+            "scored_type": scored_type,
+        }
+
+    def shared_study(self, name: str, direction: str, scored_type: str) -> optuna.Study:
+        """The study ``name`` in :attr:`storage`, created or loaded; raises when it holds another search."""
+        study = optuna.create_study(
+            study_name=name,
+            storage=self.storage,
+            direction=direction,
+            pruner=self.pruner,
+            load_if_exists=True,
+        )
+        wanted = self.describe(scored_type)
+        stored = study.user_attrs.get(SEARCH_ATTR)
+        if stored is None:
+            study.set_user_attr(SEARCH_ATTR, wanted)
+        elif stored != wanted:
+            differ = sorted(key for key in {*stored, *wanted} if stored.get(key) != wanted.get(key))
+            raise ValueError(
+                f"the study {name!r} in this storage holds another search (differing: {differ}); choose "
+                "another study name, or another storage, for this one."
+            )
+        if study.direction.name.lower() != direction:
+            raise ValueError(f"the study {name!r} is {study.direction.name.lower()}d, not {direction}d.")
+        n_before = len(study.get_trials(deepcopy=False))
+        # A GridSampler's seed shuffles the grid: every worker needs the same one to agree on grid ids.
+        seed = (
+            self.sampler_seed
+            if self.search == "grid"
+            else worker_seed(self.sampler_seed, self.worker, n_before)
+        )
+        study.sampler = self.sampler(seed)
+        return study
+
+    def run_worker(
+        self, study: optuna.Study, objective: Callable[[optuna.Trial], float], *, verbose: bool
+    ) -> None:
+        """Add trials to a shared study until it holds :attr:`n_trials` and none of them is running."""
+        grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+
+        def full() -> bool:
+            trials = study.get_trials(deepcopy=False)
+            lost = lost_trials(trials)
+            waiting = any(trial.state == TrialState.WAITING for trial in trials)
+            counted = [t for t in trials if t.number not in lost and t.state != TrialState.WAITING]
+            exhausted = grid and study.sampler.is_exhausted(study) and not waiting
+            return len(counted) >= self.n_trials or exhausted
+
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            fail_stale_trials(study, grace_period=self.grace_period)
+            if full():
+                study.stop()
+
+        beating = with_heartbeat(objective, self.heartbeat_interval, worker=self.worker)
+        fail_stale_trials(study, grace_period=self.grace_period)
+        while True:
+            if not full():
+                study.optimize(
+                    beating, n_trials=self.n_trials, callbacks=[after_trial], show_progress_bar=verbose
+                )
+            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                time.sleep(self.heartbeat_interval)  # another worker's trial runs, or a dead one goes stale
+                fail_stale_trials(study, grace_period=self.grace_period)
+            else:
+                return
 
     def split(self, counts: ad.AnnData, scored_type: str) -> HeldOutSplit:
         """Hide the stimulated cells of the test type and of ``scored_type``; choose genes on the cells
@@ -240,14 +537,17 @@ class Search:
             trial.set_user_attr("scores", dict(zip(scores["metric"], scores["value"], strict=True)))
             return trial.user_attrs["scores"][self.objective_metric]
 
+        name = self.study_name or f"{self.model} {self.search} search scored on {scored_type}"
+        direction = "maximize" if higher_is_better else "minimize"
         with _optuna_logging(verbose):
-            study = optuna.create_study(
-                study_name=f"{self.model} {self.search} search scored on {scored_type}",
-                direction="maximize" if higher_is_better else "minimize",
-                sampler=self.sampler(),
-                pruner=self.pruner,
-            )
-            study.optimize(objective, n_trials=self.n_trials, show_progress_bar=verbose)
+            if self.storage is None:
+                study = optuna.create_study(
+                    study_name=name, direction=direction, sampler=self.sampler(), pruner=self.pruner
+                )
+                study.optimize(objective, n_trials=self.n_trials, show_progress_bar=verbose)
+            else:
+                study = self.shared_study(name, direction, scored_type)
+                self.run_worker(study, objective, verbose=verbose)
         return TuningResult(study=study, model=self.model, scored_type=scored_type, search=self)
 
 
@@ -356,6 +656,11 @@ def tune(
     registry: Mapping[str, type] | None = None,
     verbose: bool = True,
     keys: ObsKeys = DEFAULT_KEYS,
+    storage: str | Path | BaseStorage | None = None,
+    study_name: str | None = None,
+    worker: int = 0,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    grace_period: float = GRACE_PERIOD,
 ) -> TuningResult:
     """Search hyperparameters of ``model``, each trial scored on its prediction of ``validation_type``.
 
@@ -417,6 +722,19 @@ def tune(
         Model name -> class; default ``course_lib.models.MODELS``.
     verbose
         Optuna's progress bar and per-trial log lines; ``False`` silences both.
+    storage
+        Where the study lives (:func:`open_storage`): ``None`` keeps it in memory; a journal file or a
+        SQLAlchemy URL makes it a shared, resumable study (see "Several workers, one study" above), in
+        which ``n_trials`` is the size of the study, not of this call.
+    study_name
+        The study's name in ``storage``; default ``"<model> <search> search scored on <type>"``. A
+        study that exists is resumed when it holds the same search, and refused otherwise.
+    worker
+        This worker's number among those sharing the study (0, 1, ...): it seeds the sampler apart
+        from the others' (:func:`worker_seed`).
+    heartbeat_interval, grace_period
+        Seconds between two heartbeats of a running trial, and without one before the trial counts as
+        dead (shared studies only; keep ``grace_period`` several intervals long).
 
     Returns
     -------
@@ -458,6 +776,15 @@ def tune(
     if n_trials is None:
         n_trials = math.prod(len(d.choices) for d in space.values()) if search == "grid" else 20
     require_positive_int(n_trials, what="n_trials")
+    require_seed(worker, what="worker")
+    require_seed(seed)
+    require_seed(sampler_seed, what="sampler_seed")
+    if not 0 < heartbeat_interval < grace_period:
+        raise ValueError(
+            f"heartbeat_interval ({heartbeat_interval}) must be positive and shorter than grace_period "
+            f"({grace_period}), or live trials would be failed as dead."
+        )
+    storage = open_storage(storage)
     if pruner is None:
         pruner = (
             optuna.pruners.NopPruner()
@@ -480,6 +807,11 @@ def tune(
         loss_key=loss_key,
         n_top_genes=n_top_genes,
         keys=keys,
+        storage=storage,
+        study_name=study_name,
+        worker=worker,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
     )
     return settings.run(adata, scored_type=validation_type, verbose=verbose)
 
@@ -495,7 +827,10 @@ def tune_on_test(adata: ad.AnnData, honest: TuningResult, *, verbose: bool = Tru
     """
     if honest.scored_on_test:
         raise ValueError("this search was already scored on the test type.")
-    return honest.search.run(adata, scored_type=honest.test_type, verbose=verbose)
+    search = honest.search
+    if search.study_name is not None:  # a study of its own next to the honest one
+        search = dataclasses.replace(search, study_name=f"{search.study_name} (scored on the test type)")
+    return search.run(adata, scored_type=honest.test_type, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,6 +938,18 @@ def leakage_summary(scores: pd.DataFrame, leaky: TuningResult) -> pd.DataFrame:
     return pd.concat([reported, summary], ignore_index=True)
 
 
+def setting_row(models: Sequence[str], model: str, label: str) -> str | None:
+    """The name among ``models`` of the row of :func:`evaluate_on_test` that holds setting ``label``:
+    ``"<model> (<label>)"``, or a row that shares it with other labels (``"<model> (tuned, tuned on
+    test)"``, when they are the same settings); ``None`` if there is none."""
+    prefix = f"{model} ("
+    for name in models:
+        if name.startswith(prefix) and name.endswith(")"):
+            if label == name[len(prefix) : -1] or label in name[len(prefix) : -1].split(", "):
+                return name
+    return None
+
+
 def leakage_gap(summary: pd.DataFrame, *, honest: str = "tuned", leaky: str = "tuned on test") -> pd.Series:
     """How much tuning on the test type flatters the result, and the two sources of the flattery.
 
@@ -616,15 +963,17 @@ def leakage_gap(summary: pd.DataFrame, *, honest: str = "tuned", leaky: str = "t
     - ``choosing on the test cells = retrained - honest`` (the leaky search used the test cells to pick);
     - ``flattery = reported - honest``, the sum of the two: the published number minus the honest one.
 
-    For an objective where lower is better the signs flip.
+    For an objective where lower is better the signs flip. When both searches chose the same settings,
+    :func:`evaluate_on_test` trains them once, as ``"<model> (tuned, tuned on test)"``; that row then
+    serves both labels and ``choosing on the test cells`` is 0.
     """
     reported = summary.loc[summary["model"].str.endswith("(reported)"), "mean"]
     if len(reported) != 1:
         raise ValueError("summary must be a leakage_summary table with one '(reported)' row.")
     model = summary.loc[reported.index[0], "model"].split(":")[0]
     means = summary.set_index("model")["mean"]
-    names = {label: f"{model} ({label})" for label in (honest, leaky)}
-    missing = [name for name in names.values() if name not in means.index]
+    names = {label: setting_row(means.index, model, label) for label in (honest, leaky)}
+    missing = [f"{model} ({label})" for label, name in names.items() if name is None]
     if missing:
         raise ValueError(f"summary has no row {missing}; its models are {list(means.index)}.")
     values = {
@@ -650,3 +999,80 @@ def param_importances(result: TuningResult, *, seed: int = 0) -> pd.Series:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     importances = optuna.importance.get_param_importances(result.study, evaluator=evaluator)
     return pd.Series(importances, name="importance").rename_axis("parameter")
+
+
+# -- the command line: one worker of a shared study ------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options of ``python -m course_lib.tuning``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.tuning",
+        description="One worker of an Optuna search scored on a validation cell type (see "
+        "course_lib.tuning). Start several at once on the same --storage and --study-name to share the "
+        "study (give each its own --worker); run it again to resume the study. Prints the best trial.",
+    )
+    add = parser.add_argument
+    add("--data", default=KANG2018, help=f"the raw counts: {KANG2018!r} (default) or an .h5ad file")
+    add("--fraction", type=float, default=1.0, help="share of the cells of each group to keep (default: 1)")
+    add("--model", default="scgen", help="a model of the registry (default: scgen)")
+    add("--test-type", required=True, help="the held-out test type (never read by the search)")
+    add("--validation-type", required=True, help="the type whose prediction scores every trial")
+    add(
+        "--search",
+        choices=("grid", "tpe"),
+        default="tpe",
+        help="the tutorial's grid or a TPE search (default)",
+    )
+    add("--space", type=json.loads, help="JSON: parameter -> list of values, e.g. '{\"n_layers\": [1, 2]}'")
+    add("--n-trials", type=int, help="trials of the study (default: the grid's size, or 20 for tpe)")
+    add("--epochs", dest="n_epochs", type=int, default=10, help="epochs per trial (default: 10)")
+    add("--objective", dest="objective_metric", default=DEFAULT_OBJECTIVE, help="metric to optimise")
+    add("--fixed-params", type=json.loads, help="JSON of parameters held fixed, e.g. '{\"n_hidden\": 128}'")
+    add("--seed", type=int, default=0, help="model seed of every trial (default: 0)")
+    add("--sampler-seed", type=int, default=GRID_SEED, help=f"sampler seed (default: {GRID_SEED})")
+    add("--n-top-genes", type=int, default=2000, help="highly variable genes (default: 2000)")
+    add("--min-cells", type=int, default=100, help="cells per condition the two types need (default: 100)")
+    add(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"journal file or SQLAlchemy URL (default: {DEFAULT_STORAGE})",
+    )
+    add("--study-name", help="the study's name in the storage (default: from model, search and type)")
+    add("--worker", type=int, default=0, help="this worker's number, 0, 1, ... (seeds its sampler)")
+    add("--heartbeat-interval", type=float, default=HEARTBEAT_INTERVAL, help="seconds between heartbeats")
+    add("--grace-period", type=float, default=GRACE_PERIOD, help="seconds without heartbeat: a dead trial")
+    add("--trials-output", type=Path, help="CSV of the study's trials, written when the worker ends")
+    add("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one worker of a (shared, resumable) search and print the study's best trial."""
+    args = parse_arguments(argv)
+    options = vars(args)
+    data, fraction = options.pop("data"), options.pop("fraction")
+    trials_output, quiet = options.pop("trials_output"), options.pop("quiet")
+    try:
+        source = DataSource.parse(data)
+    except ValueError as error:
+        sys.exit(str(error))
+    counts = source.counts()
+    if fraction < 1:
+        counts = subsample(counts, fraction, seed=options["seed"])
+    try:
+        result = tune(counts, verbose=not quiet, **options)  # the other options are tune's, by name
+    except (KeyError, ValueError) as error:
+        sys.exit(str(error.args[0]) if isinstance(error, KeyError) else str(error))
+    trials = result.trials
+    if trials_output:
+        write_atomic(trials_output, trials.to_csv(index=False))
+    states = trials["state"].value_counts().to_dict()
+    print(f"study {result.study.study_name!r} in {options['storage']}: {len(trials)} trials {states}")
+    complete = trials[trials["state"] == "complete"]
+    if len(complete):
+        print(f"best {result.objective_metric} = {result.best_value:.4g} with {result.best_params}")
+
+
+if __name__ == "__main__":
+    main()

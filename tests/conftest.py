@@ -1,5 +1,7 @@
 """Shared fixtures: small synthetic perturbation data sets that every package test can use, a one-thread
-torch setting for the model tests, and the non-interactive matplotlib backend."""
+torch setting for the model tests, and the non-interactive matplotlib backend; for the book and site
+tests, the chapters executed and the site built once per session, headless Chromium, and a fresh
+virtual environment with the pinned packages."""
 
 from __future__ import annotations
 
@@ -7,11 +9,19 @@ import matplotlib
 
 matplotlib.use("Agg")  # before anything imports pyplot
 
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import venv  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from course_lib.benchmark import read_profiles  # noqa: E402
 from course_lib.checks import as_dense  # noqa: E402
 from course_lib.datasets import synthetic_perturbation  # noqa: E402
 from course_lib.models import IdentityBaseline, MeanShiftBaseline, PerturbationModel  # noqa: E402
@@ -49,6 +59,17 @@ SMALL_GRID = {
     "evaluation": {"n_bootstrap": 5, "n_components": 5, "n_top_degs": 20, "n_ceiling_splits": 2},
 }
 """A benchmark grid for :func:`counts` that runs in about a second per held-out type."""
+
+BAD_GRID_CHANGES = {
+    "model": ({"models": ["scgan"]}, "unknown model 'scgan'"),
+    "cell type": ({"cell_types": ["type_9"]}, "cell type 'type_9' not found"),
+    "variant": ({"variants": ["skewed"]}, "skewed"),
+    "hyperparameter": (
+        {"models": ["scgen"], "hyperparameters": {"scgen": {"depth": 2}}},
+        "takes no parameter 'depth'",
+    ),
+}
+"""Changes to a grid that must fail before anything runs, and a part of the message that says why."""
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +182,14 @@ def data_axes(figure) -> list:
     return [axes for axes in figure.axes if axes.get_visible() and not hasattr(axes, "_colorbar")]
 
 
-def assert_labelled(figure) -> None:
-    """A Figure whose every panel has a title (or the figure a suptitle), axis labels, and which has a
-    legend or a colour bar; it renders."""
+def assert_labelled(figure, *, key: bool = True) -> None:
+    """A Figure whose every panel has a title (or the figure a suptitle), axis labels, and (with
+    ``key``) a legend or a colour bar; and that reads in the book: no wider than the content column, no text
+    smaller than :data:`~course_lib.plotting.style.ANNOTATION_SIZE`, no text cut off at the edge."""
     from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from course_lib.plotting.style import ANNOTATION_SIZE, MAX_WIDTH
 
     assert isinstance(figure, Figure)
     suptitle = figure.get_suptitle()
@@ -173,5 +198,121 @@ def assert_labelled(figure) -> None:
         assert axes.get_xlabel() and axes.get_ylabel()
     has_legend = bool(figure.legends) or any(axes.get_legend() for axes in figure.axes)
     has_colorbar = any(hasattr(axes, "_colorbar") for axes in figure.axes)
-    assert has_legend or has_colorbar
+    assert has_legend or has_colorbar or not key
+    assert figure.get_figwidth() <= MAX_WIDTH + 1e-9, (
+        f"{figure.get_figwidth():.2f} in is wider than the column"
+    )
+    for text in figure.findobj(Text):
+        if text.get_visible() and text.get_text().strip():
+            assert text.get_fontsize() >= ANNOTATION_SIZE, f"{text.get_text()!r} is {text.get_fontsize()} pt"
     figure.canvas.draw()
+    drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # inches, of everything drawn
+    width, height = figure.get_size_inches()
+    margin = 0.02  # anti-aliasing
+    assert drawn.x0 >= -margin and drawn.y0 >= -margin, f"text is cut off at the left or bottom: {drawn}"
+    assert drawn.x1 <= width + margin and drawn.y1 <= height + margin, f"text is cut off: {drawn}"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(path.stem for path in (ROOT / "book").glob("*.py"))
+SMALL = read_profiles()["small"]
+
+
+@pytest.fixture(scope="session")
+def book_copy(tmp_path_factory):
+    """A copy of the book sources in which the tests put their executed chapters."""
+    target = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, target / name)
+    shutil.copytree(ROOT / "book", target / "book", ignore=shutil.ignore_patterns("*.ipynb", "*.stamp"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def built_book(book_copy) -> subprocess.CompletedProcess:
+    """The book of :func:`book_copy` built once with Jupyter Book (warnings as errors).
+
+    Chapters that no test executed yet (a run of the site tests alone) are executed first, with the
+    small profile.
+    """
+    from course_lib.book import execute_chapter
+
+    for chapter in CHAPTERS:
+        executed = book_copy / "book" / f"{chapter}.ipynb"
+        if not executed.exists():
+            execute_chapter(ROOT / "book" / f"{chapter}.py", executed, parameters=SMALL)
+    return subprocess.run(
+        [Path(sys.executable).with_name("jupyter-book"), "build", book_copy, "-W", "--keep-going"],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def site(built_book, book_copy) -> Path:
+    """The folder of the built site (``_build/html``); skips when the build failed (its own test fails)."""
+    if built_book.returncode != 0:
+        pytest.skip("the book did not build (see test_book_builds_and_every_chapter_shows_its_figures)")
+    return book_copy / "_build" / "html"
+
+
+SKIP_BROWSER = "COURSE_SKIP_BROWSER_TESTS"
+"""Set to 1 to skip the browser tests where no Chromium can be installed; CI never sets it."""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium (or Google Chrome): ``$CHROMIUM``, else the first one on ``PATH``.
+
+    A missing browser fails the test, so that the browser tests never skip silently (``.ci/run`` installs
+    one with ``.ci/install-chromium.sh``); :data:`SKIP_BROWSER` turns the failure into a skip.
+    """
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    found = os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, names)), None)
+    if found:
+        return found
+    problem = (
+        "headless Chromium is not installed: run `sudo bash .ci/install-chromium.sh` or install Chromium"
+    )
+    if os.environ.get(SKIP_BROWSER) == "1":
+        pytest.skip(problem)
+    pytest.fail(f"{problem}, or set {SKIP_BROWSER}=1 to skip the browser tests.")
+
+
+def headless_chromium(
+    chromium: str, page: Path | str, profile: Path, *options: str
+) -> subprocess.CompletedProcess:
+    """Open ``page`` (a file or a URL) in headless Chromium with a fresh profile and no network use beyond
+    the page."""
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+    ]
+    url = page.as_uri() if isinstance(page, Path) else page
+    return subprocess.run(
+        [chromium, *flags, *options, url], capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def fresh_environment(folder: Path) -> Path:
+    """A new virtual environment in ``folder`` that sees the installed pinned packages (pip included) but
+    not course_lib, whose editable install is not carried over; returns its Python."""
+    venv.create(folder, with_pip=False)
+    python = folder / "bin" / "python"
+    site_packages = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    installed = next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    Path(site_packages, "dependencies.pth").write_text(f"{installed}\n")
+    return python

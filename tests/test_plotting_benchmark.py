@@ -57,8 +57,15 @@ def test_seed_intervals_feed_the_summary_figure():
 
 def test_summary_figure_handles_one_seed_and_refuses_missing_metrics():
     figure = plotting.benchmark_summary(fake_results(n_seeds=1))
-    assert "1 to 1 seeds" in figure.axes[0].get_title()
+    assert "(1 seed per marker)" in " ".join(figure.axes[0].get_title().split())
     with pytest.raises(KeyError, match="mv_kde"):
         plotting.benchmark_summary(fake_results(), metrics=["mv_kde"])
     with pytest.raises(KeyError, match="imbalanced"):
         plotting.benchmark_summary(fake_results(), variant="imbalanced")
+
+
+def test_summary_figure_of_one_held_out_type_keeps_room_for_its_titles():
+    results = fake_results()
+    figure = plotting.benchmark_summary(results[results["cell_type"] == "A"])
+    assert figure.get_figwidth() == pytest.approx(plotting.benchmark.MIN_SUMMARY_WIDTH)
+    assert plotting.benchmark_summary(results).get_figwidth() <= plotting.style.MAX_WIDTH

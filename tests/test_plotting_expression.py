@@ -81,3 +81,22 @@ def test_embedding_plot_falls_back_to_pca_without_umap(predicted_type, monkeypat
         figure = plotting.embedding_plot(ctrl, stim, predictions, n_components=5)
     assert_labelled(figure)
     assert [axes.get_xlabel()[:3] for axes in data_axes(figure)] == ["PC1", "PC1"]
+
+
+def test_gene_distributions_one_violin_per_group_and_panel(predicted_type):
+    ctrl, stim, predictions = predicted_type
+    genes = list(stim.var_names[:4])
+    figure = plotting.gene_distributions(ctrl, stim, predictions, genes=genes, n_cols=3)
+    assert_labelled(figure, key=False)  # the groups are the tick labels
+    panels = data_axes(figure)
+    assert [axes.get_title() for axes in panels] == genes
+    assert len(panels) == 4 and figure.get_figwidth() < 2 * 3.0  # two 2.9-inch columns fit, not three
+    first = panels[0]
+    medians = first.collections[-1].get_segments()  # showmedians: the median lines come last
+    np.testing.assert_allclose(
+        [segment[0, 1] for segment in medians],
+        [np.median(adata[:, genes[0]].X) for adata in (ctrl, stim, *predictions.values())],
+        rtol=1e-6,
+    )
+    with pytest.raises(KeyError, match="no_such_gene"):
+        plotting.gene_distributions(ctrl, stim, predictions, genes=["no_such_gene"])

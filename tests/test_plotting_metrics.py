@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_labelled, data_axes
+from matplotlib.container import BarContainer
 
 from course_lib import metrics, plotting
 
@@ -42,12 +43,12 @@ def test_energy_distance_heatmap_shows_the_frame(predicted_type):
 
 def test_metric_bars_one_panel_per_metric_with_intervals(results):
     shown = ["r2_mean_all", "delta_pearson_top20", "e_distance"]
-    figure = plotting.metric_bars(results, metrics=shown, title_width=None)
+    figure = plotting.metric_bars(results, metrics=shown)
     assert_labelled(figure)
     panels = data_axes(figure)
     assert len(panels) == 3
     for axes, metric in zip(panels, shown, strict=True):
-        assert axes.get_title() == metrics.metric_info(metric).label
+        assert axes.get_title().replace("\n", " ") == metrics.metric_info(metric).label
         rows = results[results["metric"] == metric].set_index("model")
         heights = [patch.get_height() for patch in axes.patches]
         np.testing.assert_allclose(heights, rows["value"].to_numpy())
@@ -101,3 +102,45 @@ def test_metric_curves_one_line_per_metric_and_marks(predicted_type):
     (axes,) = figure.axes
     assert len(axes.get_lines()) == 4  # two metrics, two marks
     assert axes.get_xlabel() == "scale a" and axes.get_ylabel() and axes.get_title()
+
+
+def test_metric_bars_draw_the_noise_ceiling_as_a_line_and_marks(predicted_type):
+    ctrl, stim, predictions = predicted_type
+    with_ceiling = metrics.evaluate(
+        ctrl, stim, predictions, n_bootstrap=10, n_ceiling_splits=4, verbose=False
+    )
+    assert metrics.CEILING in set(with_ceiling["model"])
+    figure = plotting.metric_bars(with_ceiling, metrics=["r2_mean_all"], marks={0.5: "half"})
+    assert_labelled(figure)
+    (axes,) = data_axes(figure)
+    bars = [container for container in axes.containers if isinstance(container, BarContainer)]
+    assert len(bars) == len(predictions)  # the ceiling is a line and a band, not a bar
+    ceiling = with_ceiling.query("model == @metrics.CEILING and metric == 'r2_mean_all'")["value"].mean()
+    heights = [line.get_ydata()[0] for line in axes.get_lines() if line.get_linestyle() == "--"]
+    np.testing.assert_allclose(heights, [ceiling])
+    assert "half" in [text.get_text() for text in axes.texts]
+    assert "noise ceiling" in [text.get_text() for text in figure.legends[0].get_texts()]
+
+
+def test_normalised_score_heatmap_shows_both_references(predicted_type):
+    ctrl, stim, predictions = predicted_type
+    scored = metrics.evaluate(ctrl, stim, predictions, n_bootstrap=0, n_ceiling_splits=4, verbose=False)
+    shown = ["r2_mean_all", "delta_pearson_all", "e_distance"]
+    figure = plotting.metrics.normalised_score_heatmap(scored, metrics=shown, models=["scgen", "identity"])
+    assert_labelled(figure)
+    top, bottom = data_axes(figure)
+    assert "identity" in top.get_title() and "mean-shift" in bottom.get_title()
+    assert [label.get_text() for label in top.get_xticklabels()] == shown
+    assert [label.get_text() for label in top.get_yticklabels()] == ["scgen", "identity"]
+    expected = scored.set_index(["model", "metric"])["value"]
+    shown_values = [float(text.get_text()) for text in top.texts]
+    wanted = [
+        expected[(model, f"{metric}_norm_identity")] for model in ("scgen", "identity") for metric in shown
+    ]
+    np.testing.assert_allclose(shown_values, wanted, atol=0.006)
+    assert wanted[len(shown) :] == [0.0] * len(shown)  # the identity is the 0 of its own scale
+    # without a mean-shift baseline among the predictions, its scale is undefined
+    assert {text.get_text() for text in bottom.texts} == {"n/a"}
+    with pytest.raises(KeyError, match="no rows"):
+        unnormalised = scored[~scored["metric"].str.contains("_norm_")]
+        plotting.metrics.normalised_score_heatmap(unnormalised, metrics=shown)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 
 from course_lib import metrics, plotting
+from course_lib.plotting.style import DPI, FONT_SIZES, MAX_WIDTH, fit_titles, new_figure, panel_grid
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,33 @@ def test_figures_stay_out_of_pyplot(predicted_type, results):
     plotting.metric_bars(results, metrics=["r2_mean_all"])
     plotting.mean_expression_scatter(ctrl, stim, predictions["identity"], model="identity", n_labels=3)
     assert plt.get_fignums() == []
+
+
+def test_panel_grid_wraps_onto_rows_within_the_column_width():
+    figure, panels = panel_grid(5, panel_size=(2.5, 3.0))
+    assert len(panels) == 5 and len(figure.axes) == 6  # two 2.5-inch columns fit 6.8 inches: 3 rows
+    assert figure.get_figwidth() <= MAX_WIDTH
+    assert [axes.get_visible() for axes in figure.axes] == [True] * 5 + [False]
+    figure, panels = panel_grid(2, panel_size=(9.0, 3.0))
+    assert figure.get_figwidth() == MAX_WIDTH and len(figure.axes) == 2  # one column, narrowed
+    figure, _ = panel_grid(4, panel_size=(1.0, 3.0), max_cols=2)
+    assert figure.get_figwidth() == 2.0
+    with pytest.raises(ValueError, match="at least one panel"):
+        panel_grid(0, panel_size=(1.0, 1.0))
+
+
+def test_long_titles_are_broken_to_fit_their_panel():
+    figure, grid = new_figure(1, 2, panel_size=(3.0, 3.0))
+    long = "a title far too long for a panel three inches wide at twelve points"
+    grid[0, 0].set_title(long)
+    figure.suptitle(long + ", and longer")
+    fit_titles(figure)
+    assert "\n" in grid[0, 0].get_title() and grid[0, 0].get_title().replace("\n", " ") == long
+    assert figure.get_suptitle().count("\n") >= 1
+
+
+def test_use_course_style_sets_fonts_and_resolution():
+    with matplotlib.rc_context():
+        plotting.use_course_style()
+        assert matplotlib.rcParams["figure.dpi"] == DPI
+        assert matplotlib.rcParams["axes.labelsize"] == FONT_SIZES["axes.labelsize"]

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_labelled, data_axes
+from matplotlib.quiver import Quiver
 
 from course_lib import plotting
 
@@ -57,3 +58,31 @@ def test_training_history_with_and_without_validation():
     assert left.get_yscale() == "log"
     with pytest.raises(KeyError, match="val_loss"):
         plotting.training_history(history.drop(columns="val_loss"))
+
+
+def test_validation_curve_marks_the_best_step():
+    history = pd.DataFrame({"step": [0, 100, 200, 300], "val_energy_distance": [3.0, 0.5, 0.2, 0.4]})
+    figure = plotting.validation_curve(history)
+    assert_labelled(figure)
+    (axes,) = data_axes(figure)
+    assert axes.get_yscale() == "log"
+    best = [line for line in axes.get_lines() if line.get_marker() == "*"]
+    assert len(best) == 1 and best[0].get_xdata()[0] == 200 and best[0].get_ydata()[0] == 0.2
+    with pytest.raises(KeyError, match="val_energy_distance"):
+        plotting.validation_curve(history.drop(columns="val_energy_distance"))
+
+
+def test_transport_arrows_draws_one_arrow_per_chosen_source_point():
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(50, 2))
+    target = source + 3.0
+    figure = plotting.transport_arrows(source, target, source + 3.0, n_arrows=10)
+    assert_labelled(figure)
+    (axes,) = data_axes(figure)
+    (arrows,) = [collection for collection in axes.collections if isinstance(collection, Quiver)]
+    assert len(arrows.get_offsets()) == 10
+    np.testing.assert_allclose(arrows.U, 3.0) and np.testing.assert_allclose(arrows.V, 3.0)
+    with pytest.raises(ValueError, match="points x 2"):
+        plotting.transport_arrows(source, target, np.zeros((50, 3)))
+    with pytest.raises(ValueError, match="rows for 50 source points"):
+        plotting.transport_arrows(source, target, source[:10])

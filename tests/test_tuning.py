@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from conftest import FakeModel
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from course_lib import tuning
 from course_lib.datasets import synthetic_perturbation
@@ -109,6 +109,8 @@ def test_tuning_on_the_test_type_is_refused(cells):
         ({"search": "random"}, ValueError, "'grid' or 'tpe'"),
         ({"n_trials": 0}, ValueError, "n_trials must be at least 1"),
         ({"n_epochs": 0}, ValueError, "n_epochs must be at least 1"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative integer, not -1"),
+        ({"sampler_seed": -1}, ValueError, "sampler_seed must be a non-negative integer, not -1"),
     ],
 )
 def test_bad_options_fail_before_training(cells, options, error, message):
@@ -226,10 +228,49 @@ def test_leakage_gap_splits_the_flattery_into_luck_and_choice():
         tuning.leakage_gap(summary.iloc[1:])
 
 
+def test_leakage_gap_reads_one_row_for_settings_both_searches_chose():
+    summary = pd.DataFrame(
+        {
+            "model": ["scgen: best of 10 trials scored on T (reported)", "scgen (tuned, tuned on test)"],
+            "metric": "delta_r2_all",
+            "mean": [0.5, 0.3],
+        }
+    )
+    gap = tuning.leakage_gap(summary)
+    assert gap["choosing on the test cells"] == 0 and gap["luck of the best trial"] == pytest.approx(0.2)
+    assert tuning.setting_row(summary["model"], "scgen", "tuned") == "scgen (tuned, tuned on test)"
+    assert tuning.setting_row(["scgen (tuned on test)"], "scgen", "tuned") is None
+
+
 def test_default_params_reads_every_stage():
     defaults = tuning.default_params("fake", ["quality", "batch_size", "scale"], registry={"fake": FakeModel})
     assert defaults == {"quality": 1.0, "batch_size": 128, "scale": 1.0}
     assert tuning.default_params("scpram", ["ratio", "lr"])["ratio"] == 0.05
+
+
+@pytest.mark.parametrize(
+    ("distribution", "words"),
+    [
+        (IntDistribution(1, 3), "1 to 3, integers"),
+        (IntDistribution(10, 100, log=True), "10 to 100, integers, log scale"),
+        (IntDistribution(2, 10, step=2), "2 to 10, integers in steps of 2"),
+        (FloatDistribution(0.0, 0.5), "0 to 0.5"),
+        (FloatDistribution(1e-4, 1e-2, log=True), "1e-4 to 1e-2, log scale"),
+        (FloatDistribution(0.0, 1.0, step=0.25), "0 to 1, in steps of 0.25"),
+        (CategoricalDistribution((128, 256, 512, 800)), "128, 256, 512 or 800"),
+        ((0.05, 0.3), "0.05 or 0.3"),
+    ],
+)
+def test_a_search_space_reads_in_words(distribution, words):
+    assert tuning.describe_distribution(distribution) == words
+
+
+def test_the_search_space_table_shows_ranges_and_defaults_without_reprs():
+    table = tuning.search_space_table("scgen")
+    assert list(table.index) == list(tuning.SEARCH_SPACES["scgen"])
+    assert table.loc["n_layers"].tolist() == ["1 to 3, integers", "2"]
+    assert table.loc["lr", "range searched"] == "1e-4 to 1e-2, log scale"
+    assert "Distribution(" not in table.to_html()
 
 
 def test_a_quiet_search_prints_nothing_and_restores_optuna_logging(cells, capsys):

@@ -9,17 +9,28 @@ Modules: :mod:`~course_lib.plotting.style` (palette, fonts, the figure factory),
 :mod:`~course_lib.plotting.expression` (gene means, DEGs, embeddings),
 :mod:`~course_lib.plotting.annotation` (cell-type labels against published ones),
 :mod:`~course_lib.plotting.metrics` (metric bars, scatters and curves, energy distances),
-:mod:`~course_lib.plotting.training` (training history, scPRAM's attention),
+:mod:`~course_lib.plotting.training` (training and validation curves, scPRAM's attention, a 2-D
+transport map),
 :mod:`~course_lib.plotting.benchmark` (benchmark summaries) and :mod:`~course_lib.plotting.tuning`
 (hyperparameter searches).
 """
 
 from course_lib.plotting.annotation import confusion_heatmap
 from course_lib.plotting.benchmark import benchmark_summary, interval_dots
-from course_lib.plotting.expression import deg_dotplot, embedding_plot, mean_expression_scatter
+from course_lib.plotting.expression import (
+    deg_dotplot,
+    embedding_plot,
+    gene_distributions,
+    mean_expression_scatter,
+)
 from course_lib.plotting.metrics import energy_distance_heatmap, metric_bars, metric_curves, metric_scatter
-from course_lib.plotting.style import FALLBACK_COLORS, PALETTE, colors_for
-from course_lib.plotting.training import attention_heatmap, training_history
+from course_lib.plotting.style import FALLBACK_COLORS, PALETTE, colors_for, use_course_style
+from course_lib.plotting.training import (
+    attention_heatmap,
+    training_history,
+    transport_arrows,
+    validation_curve,
+)
 from course_lib.plotting.tuning import tuning_grid, tuning_history, tuning_importances
 
 __all__ = [
@@ -32,13 +43,17 @@ __all__ = [
     "deg_dotplot",
     "embedding_plot",
     "energy_distance_heatmap",
+    "gene_distributions",
     "interval_dots",
     "mean_expression_scatter",
     "metric_bars",
     "metric_curves",
     "metric_scatter",
     "training_history",
+    "transport_arrows",
     "tuning_grid",
     "tuning_history",
     "tuning_importances",
+    "use_course_style",
+    "validation_curve",
 ]

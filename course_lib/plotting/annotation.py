@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from course_lib.plotting.style import new_figure, styled
+from course_lib.plotting.style import ANNOTATION_SIZE, new_figure, styled
 
 
 @styled
@@ -26,13 +26,13 @@ def confusion_heatmap(
     if confusion.empty:
         raise ValueError("confusion is empty.")
     shares = confusion.div(confusion.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
-    figure, ((axes,),) = new_figure(panel_size=(7.0, 5.8))
+    figure, ((axes,),) = new_figure(panel_size=(6.8, 6.0))
     image = axes.imshow(shares.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(range(len(confusion.columns)), confusion.columns, rotation=45, ha="right")
     axes.set_yticks(range(len(confusion.index)), confusion.index)
     for (row, column), count in np.ndenumerate(confusion.to_numpy()):
         color = "white" if shares.iat[row, column] > 0.5 else "black"
-        axes.text(column, row, f"{count:,}", ha="center", va="center", color=color, fontsize=9)
+        axes.text(column, row, f"{count:,}", ha="center", va="center", color=color, fontsize=ANNOTATION_SIZE)
     figure.colorbar(image, ax=axes, label="share of the reference type's cells")
     axes.set(xlabel=predicted_label, ylabel=reference_label, title=title)
     return figure

@@ -13,10 +13,13 @@ from course_lib.benchmark import seed_intervals
 from course_lib.metrics import metric_info
 from course_lib.plotting.style import (
     MARKERS,
+    MAX_WIDTH,
     PALETTE,
     check_frame,
     colors_for,
+    figure_legend,
     new_figure,
+    panel_grid,
     styled,
     whisker,
     with_direction,
@@ -47,9 +50,9 @@ def interval_dots(
     panels, labels, hues = (list(dict.fromkeys(rows[column])) for column in (panel, row, hue))
     colors = colors_for(hues, colors=colors)
     offsets = {value: (i - (len(hues) - 1) / 2) * 0.25 for i, value in enumerate(hues)}
-    figure, grid = new_figure(1, len(panels), panel_size=(3.2, 1.4 + 0.45 * len(labels)))
+    figure, grid = panel_grid(len(panels), panel_size=(3.4, 1.6 + 0.5 * len(labels)))
     info = metric_info(metric)
-    for axes, name in zip(grid.ravel(), panels, strict=True):
+    for axes, name in zip(grid, panels, strict=True):
         for item in rows[rows[panel] == name].itertuples(index=False):
             record = item._asdict()
             y = labels.index(record[row]) + offsets[record[hue]]
@@ -63,20 +66,20 @@ def interval_dots(
             )
         axes.set_yticks(range(len(labels)), labels)
         axes.set(ylim=(len(labels) - 0.5, -0.5))
-        axes.set_xlabel(with_direction(metric), fontsize=8)
-        axes.set_ylabel(row if axes is grid[0, 0] else "")
+        axes.set_xlabel(with_direction(metric, separator="\n"))
+        axes.set_ylabel(row if axes.get_subplotspec().is_first_col() else "")
         axes.set_title(str(name))
-    figure.legend(
-        handles=[
-            Line2D([], [], marker=MARKERS[i], linestyle="", color=colors[value], label=str(value))
-            for i, value in enumerate(hues)
-        ],
-        loc="outside lower center",
-        ncols=len(hues),
-        title=hue,
-    )
+    handles = [
+        Line2D([], [], marker=MARKERS[i], linestyle="", color=colors[value], label=str(value))
+        for i, value in enumerate(hues)
+    ]
+    figure_legend(figure, handles, title=hue)
     figure.suptitle(title or f"{info.label}: mean and interval per {panel}, {row} and {hue}")
     return figure
+
+
+MIN_SUMMARY_WIDTH = 4.0
+"""Narrowest :func:`benchmark_summary` in inches, however few held-out types it shows."""
 
 
 @styled
@@ -110,7 +113,8 @@ def benchmark_summary(
     cell_types = list(dict.fromkeys(rows["cell_type"]))
     colors = colors_for(models, colors=colors)
     offsets = {model: (i - (len(models) - 1) / 2) * 0.8 / len(models) for i, model in enumerate(models)}
-    figure, grid = new_figure(len(metrics), 1, panel_size=(1.6 + 1.2 * len(cell_types), 3.2))
+    width = min(MAX_WIDTH, max(MIN_SUMMARY_WIDTH, 1.6 + 1.0 * len(cell_types)))  # titles and legend need room
+    figure, grid = new_figure(len(metrics), 1, panel_size=(width, 3.4))
     for axes, metric in zip(grid[:, 0], metrics, strict=True):
         for model in models:
             means = summary[(summary["metric"] == metric) & (summary["model"] == model)]
@@ -130,19 +134,19 @@ def benchmark_summary(
             axes.scatter(seed_x, seeds["value"], s=8, color=colors[model], alpha=0.5, linewidths=0)
         info = metric_info(metric)
         n_seeds = summary.loc[summary["metric"] == metric, "n_seeds"]
-        axes.set_title(f"{info.label} ({n_seeds.min()} to {n_seeds.max()} seeds per marker)", fontsize=10)
-        axes.set_ylabel(with_direction(metric, separator="\n"), fontsize=9)
-        axes.set_xticks(range(len(cell_types)), cell_types, rotation=20, ha="right")
+        low, high = n_seeds.min(), n_seeds.max()
+        seeds_per_marker = (
+            f"{low} seed" if high == 1 else f"{low} seeds" if low == high else f"{low} to {high} seeds"
+        )
+        axes.set_title(f"{info.label} ({seeds_per_marker} per marker)")
+        axes.set_ylabel("higher is better" if info.higher_is_better else "lower is better")
+        axes.set_xticks(range(len(cell_types)), cell_types, rotation=30, ha="right")
         axes.set_xlabel("held-out cell type")
-    figure.legend(
-        handles=[
-            Line2D([], [], marker=MARKERS[i % len(MARKERS)], linestyle="", color=colors[m], label=m)
-            for i, m in enumerate(models)
-        ],
-        loc="outside lower center",
-        ncols=len(models),
-        title="model",
-    )
+    handles = [
+        Line2D([], [], marker=MARKERS[i % len(MARKERS)], linestyle="", color=colors[m], label=m)
+        for i, m in enumerate(models)
+    ]
+    figure_legend(figure, handles, title="model")
     default_title = f"Every held-out cell type ({variant}): mean over seeds, {confidence:.0%} t interval"
     figure.suptitle(title or default_title)
     return figure

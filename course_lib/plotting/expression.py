@@ -26,7 +26,14 @@ from course_lib.metrics import (
     r2_score,
     top_degs,
 )
-from course_lib.plotting.style import colors_for, new_figure, styled
+from course_lib.plotting.style import (
+    ANNOTATION_SIZE,
+    colors_for,
+    figure_legend,
+    new_figure,
+    panel_grid,
+    styled,
+)
 
 _LABEL_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
 
@@ -45,7 +52,7 @@ def _place_label(axes: Axes, point: tuple[float, float], text: str, placed: list
                 textcoords="offset points",
                 ha={1: "left", -1: "right", 0: "center"}[dx],
                 va={1: "bottom", -1: "top", 0: "center"}[dy],
-                fontsize=8,
+                fontsize=ANNOTATION_SIZE,
                 arrowprops={"arrowstyle": "-", "color": "0.3", "lw": 0.5},
             )
             annotation.update_positions(renderer)
@@ -106,7 +113,7 @@ def mean_expression_scatter(
     r2_degs = r2_score(y[deg_positions], y_hat[deg_positions], kind=r2_kind)
     slope, intercept = np.polyfit(y, y_hat, deg=1)
 
-    figure, ((axes,),) = new_figure(panel_size=(6.0, 5.5))
+    figure, ((axes,),) = new_figure(panel_size=(6.8, 6.2))
     color = colors_for([model], colors=colors)[model]
     axes.scatter(y, y_hat, s=8, color=color, alpha=0.5, linewidths=0, label="gene", rasterized=True)
     axes.scatter(
@@ -136,7 +143,7 @@ def mean_expression_scatter(
     axes.set_title(
         f"{model}: {label} = {r2_all:.3f} (all genes), {r2_degs:.3f} (top {len(deg_positions)} DEGs)"
     )
-    axes.legend(loc="upper left", fontsize=8)
+    axes.legend(loc="upper left")
     responsive = np.argsort(-np.abs(y - c), kind="stable")[:n_labels]
     _label_points(axes, y[responsive], y_hat[responsive], list(stim.var_names[responsive]))
     return figure
@@ -171,12 +178,12 @@ def deg_dotplot(
     means = np.array([matrices[name][:, positions].mean(axis=0) for name in names])
     fractions = np.array([(matrices[name][:, positions] > 0).mean(axis=0) for name in names])
 
-    figure, ((axes,),) = new_figure(panel_size=(2.5 + 0.35 * len(genes), 1.8 + 0.45 * len(names)))
+    figure, ((axes,),) = new_figure(panel_size=(2.4 + 0.22 * len(genes), 2.2 + 0.45 * len(names)))
     columns, rows = np.meshgrid(np.arange(len(genes)), np.arange(len(names)))
     dots = axes.scatter(
         columns.ravel(), rows.ravel(), s=180 * fractions.ravel(), c=means.ravel(), cmap="viridis"
     )
-    figure.colorbar(dots, ax=axes, label="mean expression (log-normalised)", shrink=0.8)
+    figure.colorbar(dots, ax=axes, label="mean expression\n(log-normalised)")
     sizes = [0.25, 0.5, 0.75, 1.0]
     handles = [
         Line2D([], [], marker="o", linestyle="", color="0.4", markersize=np.sqrt(180 * f)) for f in sizes
@@ -187,7 +194,6 @@ def deg_dotplot(
         title="cells > 0",
         loc="upper left",
         bbox_to_anchor=(1.0, -0.05),
-        fontsize=8,
         frameon=False,
     )
     axes.set_xticks(range(len(genes)), genes, rotation=90)
@@ -195,7 +201,7 @@ def deg_dotplot(
     axes.set(xlim=(-0.7, len(genes) - 0.3), ylim=(len(names) - 0.5, -0.5))
     axes.set_xlabel("gene")
     axes.set_ylabel("condition or model")
-    axes.set_title(f"Top {len(genes)} DEGs (stimulated vs control) across conditions and predictions")
+    axes.set_title(f"Top {len(genes)} DEGs, stimulated vs control")
     return figure
 
 
@@ -225,8 +231,8 @@ def embedding_plot(
     The PCA is fitted on ctrl + stim only (:func:`course_lib.metrics.pca_embedding`), the space
     in which the energy distance is measured. The UMAP (when umap-learn is installed; otherwise it is
     skipped with a warning) is computed on the PCA coordinates of all plotted cells together. Each
-    group is subsampled to ``max_cells`` cells (seeded). One row of panels per method, one column per
-    model, each panel showing ctrl, stim and that model's prediction.
+    group is subsampled to ``max_cells`` cells (seeded). One row of panels per model, one column per
+    method, each panel showing ctrl, stim and that model's prediction.
     """
     unknown = set(methods) - {"pca", "umap"}
     if unknown or not methods:
@@ -255,10 +261,10 @@ def embedding_plot(
 
     models = [name for name in points if name not in (keys.control, keys.stimulated)]
     colors = colors_for(points, colors=colors)
-    figure, grid = new_figure(len(methods), len(models), panel_size=(4.2, 4.0))
-    for row, method in enumerate(methods):
+    figure, grid = new_figure(len(models), len(methods), panel_size=(3.4, 3.3))
+    for column, method in enumerate(methods):
         coordinates, axis_labels = embeddings[method]
-        for column, model in enumerate(models):
+        for row, model in enumerate(models):
             axes = grid[row, column]
             for name in (keys.control, keys.stimulated, model):
                 x = coordinates[name]
@@ -269,6 +275,51 @@ def embedding_plot(
             axes.set_ylabel(axis_labels[1])
             axes.set_title(f"{model}, {method.upper()}")
     handles = [Patch(color=colors[name], label=name) for name in points]
-    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), title="cells")
+    figure_legend(figure, handles, title="cells")
     figure.suptitle(f"Cells in the PCA of {keys.control} + {keys.stimulated} (at most {max_cells} per group)")
+    return figure
+
+
+@styled
+def gene_distributions(
+    ctrl: ad.AnnData,
+    stim: ad.AnnData,
+    predictions: ad.AnnData | Mapping[str, ad.AnnData],
+    *,
+    genes: Sequence[str],
+    n_cols: int = 3,
+    colors: Mapping[str, str] | None = None,
+    keys: ObsKeys = DEFAULT_KEYS,
+) -> Figure:
+    """The expression of a few genes in every cell: one violin per group (real control, real stimulated,
+    each prediction), one panel per gene.
+
+    The figure a biologist looks at first: it shows whether a prediction moves the whole distribution
+    of an interferon-stimulated gene, only its mean, or the wrong cells.
+    """
+    matrices = group_expressions(
+        ctrl, stim, predictions, names=(keys.control, keys.stimulated, keys.predicted)
+    )
+    genes = list(genes)
+    positions = ctrl.var_names.get_indexer(genes)
+    if not genes or (positions < 0).any():
+        missing = [gene for gene, position in zip(genes, positions, strict=True) if position < 0]
+        raise KeyError(f"genes must be non-empty and in var_names; not found: {missing}.")
+    names = list(matrices)
+    palette = colors_for(names, colors=colors)
+    figure, panels = panel_grid(len(genes), panel_size=(1.1 + 0.45 * len(names), 3.6), max_cols=n_cols)
+    for axes, gene, position in zip(panels, genes, positions, strict=True):
+        values = [matrices[name][:, position] for name in names]
+        parts = axes.violinplot(values, showmedians=True, widths=0.8)
+        for body, name in zip(parts["bodies"], names, strict=True):
+            body.set_facecolor(palette[name])
+            body.set_edgecolor("black")
+            body.set_alpha(0.75)
+        for line in ("cmedians", "cmins", "cmaxes", "cbars"):
+            parts[line].set_color("black")
+        axes.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right")
+        axes.set_title(gene)
+        axes.set_ylabel("expression (log-normalised)")
+        axes.set_xlabel("cells")
+    figure.suptitle("Expression per cell of selected genes (line: median)")
     return figure

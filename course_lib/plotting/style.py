@@ -55,16 +55,30 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 """Marker of the first, second, ... group of a figure."""
 
 FONT_SIZES = {
-    "font.size": 11,
-    "axes.titlesize": 11,
-    "axes.labelsize": 11,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "legend.fontsize": 10,
-    "legend.title_fontsize": 10,
-    "figure.titlesize": 12,
+    "font.size": 12,
+    "axes.titlesize": 12,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 12,
+    "ytick.labelsize": 12,
+    "legend.fontsize": 11,
+    "legend.title_fontsize": 11,
+    "figure.titlesize": 13,
 }
-"""Font sizes (points) of every figure of the course (see :func:`styled`)."""
+"""Font sizes (points) of every figure of the course (see :func:`styled`).
+
+With :data:`MAX_WIDTH` they keep the text of a figure at least as large as the text of the page around
+it: a figure is rendered at :data:`DPI` dots per inch and shown at its natural size in the book's
+content column (about 680 pixels wide in a 1,280-pixel window), so 12 points are 16.7 pixels, the size
+of the body text."""
+
+ANNOTATION_SIZE = 10
+"""Font size of text inside a plot (gene labels, numbers in heat-map cells), which must fit its spot."""
+
+MAX_WIDTH = 6.8
+"""Widest figure in inches: at :data:`DPI` it fits the book's content column without being shrunk."""
+
+DPI = 100
+"""Dots per inch of the figures in the executed chapters (matplotlib's default)."""
 
 
 def colors_for(names: Iterable[str], *, colors: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -93,6 +107,7 @@ def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
             figure = function(*args, **kwargs)
             for axes in figure.axes:  # tick labels are made at draw time: fix their size now
                 axes.tick_params(labelsize=FONT_SIZES["xtick.labelsize"])
+            fit_titles(figure)
         return figure
 
     return wrapper
@@ -110,6 +125,65 @@ def new_figure(
     figure = Figure(figsize=(panel_size[0] * n_cols, panel_size[1] * n_rows), layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.subplots(n_rows, n_cols, squeeze=False)
+
+
+def panel_grid(
+    n_panels: int, *, panel_size: tuple[float, float], max_cols: int | None = None
+) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n_panels`` panels that wraps onto new rows instead of growing past :data:`MAX_WIDTH`.
+
+    Columns: as many panels of ``panel_size`` inches as fit in :data:`MAX_WIDTH` (at least one, at most
+    ``max_cols``); a panel is narrowed to fit when even one row of that many is too wide. Unused cells
+    of the last row are hidden. Returns the figure and its ``n_panels`` axes in reading order.
+    """
+    if n_panels < 1:
+        raise ValueError(f"a figure needs at least one panel, got {n_panels}.")
+    width, height = panel_size
+    n_cols = max(1, min(n_panels, int(MAX_WIDTH // width) or 1, max_cols or n_panels))
+    n_rows = -(-n_panels // n_cols)
+    figure, grid = new_figure(n_rows, n_cols, panel_size=(min(width, MAX_WIDTH / n_cols), height))
+    axes = list(grid.ravel())
+    for spare in axes[n_panels:]:
+        spare.set_visible(False)
+    return figure, axes[:n_panels]
+
+
+def use_course_style() -> None:
+    """Apply the course's :data:`FONT_SIZES` and :data:`DPI` to figures drawn outside ``course_lib``
+    (scanpy's plots in a chapter), so that every figure of a page reads at the same size."""
+    matplotlib.rcParams.update({**FONT_SIZES, "figure.dpi": DPI, "savefig.dpi": DPI})
+
+
+def characters_per_line(width: float, font_size: float) -> int:
+    """How many characters of ``font_size`` points fit on a line ``width`` inches long (an average
+    character of the default font is at most 0.62 em wide; 72 points make an inch)."""
+    return max(8, int(width * 72 / (0.62 * font_size)))
+
+
+def fit_titles(figure: Figure) -> None:
+    """Break the figure's title and every panel title into lines that fit their width, so that no
+    title runs past the edge of the figure or into the next panel."""
+    suptitle = figure.get_suptitle()
+    if suptitle:
+        figure.suptitle(
+            wrapped(suptitle, characters_per_line(figure.get_figwidth(), FONT_SIZES["figure.titlesize"]))
+        )
+    for axes in figure.axes:
+        spec = axes.get_subplotspec()
+        title = axes.get_title()
+        if title and spec is not None:
+            share = (spec.colspan.stop - spec.colspan.start) / spec.get_gridspec().ncols
+            # a panel title is centred on the axes, which its tick labels push off-centre: keep a margin
+            width = characters_per_line(figure.get_figwidth() * share - 0.6, FONT_SIZES["axes.titlesize"])
+            axes.set_title(wrapped(title.replace("\n", " "), width))
+
+
+def figure_legend(figure: Figure, handles: Sequence, *, title: str) -> None:
+    """A legend below the panels, with as many columns as fit the figure's width."""
+    longest = max(len(str(handle.get_label())) for handle in handles)
+    entry = 0.6 + longest * 0.62 * FONT_SIZES["legend.fontsize"] / 72  # marker + text, inches
+    n_cols = max(1, min(len(handles), int(figure.get_figwidth() // entry)))
+    figure.legend(handles=handles, loc="outside lower center", ncols=n_cols, title=title)
 
 
 def wrapped(text: str, width: int | None) -> str:
@@ -154,7 +228,15 @@ def heatmap(
         middle = np.nanmean([np.nanmin(values.to_numpy()), np.nanmax(values.to_numpy())])
         for (row, column), value in np.ndenumerate(values.to_numpy(dtype=float)):
             color = "white" if value < middle else "black"  # viridis is dark at the low end
-            axes.text(column, row, fmt.format(value), ha="center", va="center", color=color)
+            axes.text(
+                column,
+                row,
+                fmt.format(value),
+                ha="center",
+                va="center",
+                color=color,
+                fontsize=ANNOTATION_SIZE,
+            )
     else:
         axes.set_yticks([])
     colorbar = axes.figure.colorbar(image, ax=axes, label=colorbar_label)

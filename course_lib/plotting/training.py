@@ -1,4 +1,5 @@
-"""Figures of the models themselves: the training history and scPRAM's attention weights."""
+"""Figures of the models themselves: training and validation curves, scPRAM's attention weights and a
+learned transport map in two dimensions."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def training_history(
         for column in history.select_dtypes("number").columns
         if column not in ("epoch", "train_loss", "val_loss")
     ]
-    figure, grid = new_figure(1, 2 if components else 1, panel_size=(5.0, 3.8))
+    figure, grid = new_figure(2 if components else 1, 1, panel_size=(6.8, 3.6))
     color = colors_for([model], colors=colors)[model] if model else PALETTE["predicted"]
     axes = grid[0, 0]
     axes.plot(
@@ -51,12 +52,12 @@ def training_history(
     if components:
         component_colors = colors_for(components)
         for column in components:
-            grid[0, 1].plot(history["epoch"], history[column], color=component_colors[column], label=column)
-        grid[0, 1].set_ylabel("loss component")
-        grid[0, 1].set_title("Loss components")
+            grid[1, 0].plot(history["epoch"], history[column], color=component_colors[column], label=column)
+        grid[1, 0].set_ylabel("loss component")
+        grid[1, 0].set_title("Loss components")
     for panel in grid.ravel():
         panel.set_xlabel("epoch")
-        panel.legend(fontsize=8)
+        panel.legend()
         if log_y:
             panel.set_yscale("log")
     figure.suptitle(f"Training history of {model}" if model else "Training history")
@@ -83,7 +84,7 @@ def attention_heatmap(
         dominant = attention.to_numpy().argmax(axis=1)
         strength = attention.to_numpy().max(axis=1)
         values = attention.iloc[np.lexsort((-strength, dominant))]
-        row_label = f"query cell ({len(values)}, ordered by dominant reference type)"
+        row_label = f"query cell ({len(values)}, by dominant type)"
         colorbar_label = "attention weight"
     else:
         if isinstance(groups, pd.Series):
@@ -95,9 +96,73 @@ def attention_heatmap(
         values = attention.groupby(groups.to_numpy(), sort=True).mean()
         row_label = groups.name or "group"
         colorbar_label = "mean attention weight"
-    figure, ((axes,),) = new_figure(panel_size=(1.5 + 0.6 * attention.shape[1] + 1.5, 4.5))
+    figure, ((axes,),) = new_figure(panel_size=(2.6 + 0.55 * attention.shape[1], 4.8))
     heatmap(axes, values, colorbar_label=colorbar_label, annotate=groups is not None)
     axes.set_xlabel("reference cell type")
     axes.set_ylabel(row_label)
     axes.set_title(title)
+    return figure
+
+
+@styled
+def validation_curve(
+    history: pd.DataFrame,
+    *,
+    x: str = "step",
+    y: str = "val_energy_distance",
+    model: str = "cellot",
+    log_y: bool = True,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """One validation criterion against training progress, the best point marked.
+
+    ``history`` is e.g. :attr:`course_lib.models.Cellot.history` (columns ``step`` and
+    ``val_energy_distance``); the best (lowest) value is the checkpoint a model keeps.
+    """
+    check_frame(history, [x, y], what="history")
+    figure, ((axes,),) = new_figure(panel_size=(6.8, 4.0))
+    color = colors_for([model], colors=colors)[model]
+    axes.plot(history[x], history[y], marker="o", markersize=3, color=color, label=f"{model}, validation")
+    best = history.loc[history[y].idxmin()]
+    axes.plot(
+        best[x], best[y], "*", markersize=14, color="black", label=f"best: {best[y]:.3g} at {x} {best[x]:.0f}"
+    )
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_xlabel(x.replace("_", " "))
+    axes.set_ylabel(y.replace("_", " ").replace("val ", "validation "))
+    axes.set_title(f"Validation curve of {model}")
+    axes.legend()
+    return figure
+
+
+@styled
+def transport_arrows(
+    source: np.ndarray,
+    target: np.ndarray,
+    mapped: np.ndarray,
+    *,
+    n_arrows: int = 80,
+    seed: int = 0,
+    title: str = "A learned transport map",
+) -> Figure:
+    """Two 2-D point clouds and a map between them: source and target points, and an arrow from each
+    of ``n_arrows`` source points (drawn with ``seed``) to where the map sends it."""
+    for name, points in (("source", source), ("target", target), ("mapped", mapped)):
+        if np.asarray(points).ndim != 2 or np.asarray(points).shape[1] != 2:
+            raise ValueError(f"{name} must be a (points x 2) array, not of shape {np.shape(points)}.")
+    if len(mapped) != len(source):
+        raise ValueError(f"mapped has {len(mapped)} rows for {len(source)} source points.")
+    figure, ((axes,),) = new_figure(panel_size=(6.8, 5.6))
+    axes.scatter(*np.asarray(source).T, s=6, alpha=0.35, color=PALETTE["control"], label="source (control)")
+    axes.scatter(
+        *np.asarray(target).T, s=6, alpha=0.35, color=PALETTE["stimulated"], label="target (stimulated)"
+    )
+    chosen = np.random.default_rng(seed).choice(len(source), size=min(n_arrows, len(source)), replace=False)
+    start, end = np.asarray(source)[chosen], np.asarray(mapped)[chosen]
+    axes.quiver(*start.T, *(end - start).T, angles="xy", scale_units="xy", scale=1, width=0.003, color="0.15")
+    axes.plot([], [], color="0.15", label="T(x) = ∇g(x)")
+    axes.set(xlabel="dimension 1", ylabel="dimension 2", title=title)
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.legend(loc="best")
     return figure

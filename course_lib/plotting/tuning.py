@@ -46,7 +46,9 @@ def tuning_grid(result: TuningResult) -> Figure:
     """The objective of a two-parameter grid as an annotated heat map (rows: the first parameter)."""
     names = list(result.search.space)
     if len(names) != 2:
-        raise ValueError(f"plot_grid shows a grid of two parameters; this search has {len(names)}: {names}.")
+        raise ValueError(
+            f"tuning_grid shows a grid of two parameters; this search has {len(names)}: {names}."
+        )
     figure, ((axes,),) = new_figure(panel_size=(5.0, 4.0))
     table = result.trials.pivot_table(index=names[0], columns=names[1], values="value")
     label = METRICS[result.objective_metric].label
