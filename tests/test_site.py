@@ -727,7 +727,23 @@ def test_nothing_on_a_page_runs_past_the_column_at_laptop_width(name, site, layo
     assert problems == [], f"{name} at {LAPTOP_WIDTH} px:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("name", PAGES)
+TOO_WIDE_FIGURES = {"book/01_perturbation_modelling", "book/02_data"}
+"""Pages whose figures are still drawn wider than the column (chapter 1's evaluation figure, chapter 2's
+QC, response and labelling figures): known defects of issue 18, marked so that fixing them is noticed."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(reason="figures wider than the column, to be redrawn", strict=True),
+        )
+        if name in TOO_WIDE_FIGURES
+        else name
+        for name in PAGES
+    ],
+)
 def test_every_figure_is_shown_at_a_size_whose_text_reads(name, site, layout):
     page = site / f"{name}.html"
     problems = figure_problems(layout(page), page)
