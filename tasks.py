@@ -64,17 +64,19 @@ def ensure_data() -> None:
 
 def chapter_fingerprint(source: Path, parameters: str) -> str:
     """sha256 of what an executed chapter depends on: its source and parameters, the pins (pyproject.toml),
-    the book configuration (the repository URL of its set-up cell) and every file of course_lib.
+    the book configuration (the repository URL of its set-up cell), every file of course_lib and the
+    committed benchmark tables that chapters 6, 8 and 9 read.
 
     Contents only, never modification times: executed chapters restored from a CI cache stay valid.
     """
-    package = (
+    files = (
         path
-        for path in (ROOT / "course_lib").rglob("*")
+        for folder in (ROOT / "course_lib", ROOT / "data" / "benchmark")
+        for path in folder.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     )
     digest = hashlib.sha256(parameters.encode())
-    for path in [source, ROOT / "pyproject.toml", ROOT / "_config.yml", *sorted(package)]:
+    for path in [source, ROOT / "pyproject.toml", ROOT / "_config.yml", *sorted(files)]:
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -94,8 +96,11 @@ def execute_chapters(profile: str) -> None:
         run(PYTHON, "-m", "course_lib.book", "execute", source, executed, "--parameters", parameters)
         stamp.write_text(fingerprint)
         seconds = time.perf_counter() - start
-        print(f"executed {source.name} in {seconds:.0f} s (load average {load:.1f} before, "
-              f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)", flush=True)
+        print(
+            f"executed {source.name} in {seconds:.0f} s (load average {load:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)",
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -131,3 +131,14 @@ def test_the_command_line_builds_a_crate(table, tmp_path, capsys):
     arguments = ["crate", "--results", str(results), "--inputs", str(listing), "--workflow", str(ROOT)]
     cli.main([*arguments, "--output", str(tmp_path / "crate")])
     assert "RO-Crate in" in capsys.readouterr().out and check_crate(tmp_path / "crate")
+
+
+def test_the_committed_crate_holds_the_committed_table_and_its_sidecar():
+    """data/benchmark/kang2018_loto.crate is regenerated with the table: its files have their hashes,
+    and its table and sidecar are byte for byte the committed ones."""
+    committed = ROOT / "data" / "benchmark"
+    crate = committed / "kang2018_loto.crate"
+    checked = check_crate(crate)
+    for name in ("kang2018_loto.csv", "kang2018_loto.json"):
+        assert name in checked
+        assert (crate / name).read_bytes() == (committed / name).read_bytes(), f"{name} of the crate is stale"

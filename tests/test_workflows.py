@@ -3,6 +3,8 @@ commands with the caches, schedule and deployment that the README's publishing s
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -96,3 +98,27 @@ def test_the_colab_branch_of_the_site_is_the_branch_the_workflow_pushes_the_note
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     branch = config["sphinx"]["config"]["executed_notebooks_branch"]
     assert workflow("book")["jobs"]["notebooks"]["env"]["BRANCH"] == branch
+
+
+def test_an_executed_chapter_is_stale_when_the_benchmark_table_it_reads_changes(tmp_path, monkeypatch):
+    """tasks.py re-executes a chapter when the package or the committed benchmark tables change (what
+    chapters 6, 8 and 9 read), and not when a file is only touched: the CI cache restores old mtimes."""
+    spec = importlib.util.spec_from_file_location("tasks", ROOT / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    for name in ("pyproject.toml", "_config.yml", "book/chapter.py", "course_lib/__init__.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    table = tmp_path / "data" / "benchmark" / "results.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("model,value\nscgen,0.9\n")
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+
+    def fingerprint() -> str:
+        return tasks.chapter_fingerprint(tmp_path / "book" / "chapter.py", "{}")
+
+    before = fingerprint()
+    os.utime(table, (0, 0))
+    assert fingerprint() == before
+    table.write_text("model,value\nscgen,0.8\n")
+    assert fingerprint() != before
