@@ -63,9 +63,10 @@ import scanpy as sc
 
 from course_lib.datasets import kang2018
 from course_lib.metrics import gene_means
-from course_lib.plotting import PALETTE
+from course_lib.plotting import ANNOTATION_SIZE, PALETTE, label_points, use_course_style
 from course_lib.preprocessing import subsample
 
+use_course_style()  # the course's font sizes, so that every figure reads like the text around it
 adata = kang2018()
 if fraction < 1:
     adata = subsample(adata, fraction, seed=seed)
@@ -90,7 +91,7 @@ ax.scatter(mean_ctrl, mean_stim, s=4, color="0.6", rasterized=True, label="all g
 ax.scatter(mean_ctrl[top_up], mean_stim[top_up], s=14, color=PALETTE["stimulated"],
            label="12 largest increases")
 for rank, i in enumerate(top_up[:8]):  # labels in a column, each joined to its gene
-    ax.annotate(adata.var_names[i], (mean_ctrl[i], mean_stim[i]), fontsize=8,
+    ax.annotate(adata.var_names[i], (mean_ctrl[i], mean_stim[i]), fontsize=ANNOTATION_SIZE,
                 xytext=(0.3, 0.86 - 0.05 * rank), textcoords="axes fraction",
                 arrowprops={"arrowstyle": "-", "color": PALETTE["stimulated"], "lw": 0.5})
 limit = max(mean_ctrl.max(), mean_stim.max()) * 1.05
@@ -151,14 +152,13 @@ change_mono, change_cd4 = mean_change(adata, "CD14+ Monocytes"), mean_change(ada
 r = np.corrcoef(change_mono, change_cd4)[0, 1]
 fig, ax = plt.subplots(figsize=(5.5, 5.5))
 ax.scatter(change_mono, change_cd4, s=4, color="0.5", rasterized=True)
-for i in np.argsort(np.abs(change_mono) + np.abs(change_cd4))[::-1][:6]:
-    ax.annotate(adata.var_names[i], (change_mono[i], change_cd4[i]), fontsize=8,
-                xytext=(3, 2), textcoords="offset points")
 ax.axhline(0, color="black", lw=0.6)
 ax.axvline(0, color="black", lw=0.6)
 ax.set(xlabel="change in CD14+ monocytes (stimulated - control)",
        ylabel="change in CD4 T cells (stimulated - control)",
        title=f"The response of two cell types, gene by gene (r = {r:.2f})")
+largest = np.argsort(np.abs(change_mono) + np.abs(change_cd4))[::-1][:6]  # the six largest changes
+label_points(ax, change_mono[largest], change_cd4[largest], adata.var_names[largest])
 plt.show()
 
 # %% [markdown]
@@ -258,16 +258,15 @@ identity = ctrl  # the "prediction": nothing changes
 r2_means = float(r2_score(stim, identity))
 glue("r2_identity", f"{r2_means:.2f}", display=False)  # quoted in the text below
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+fig, axes = plt.subplots(1, 2, figsize=(6.8, 4.4), layout="constrained")
 axes[0].scatter(identity, stim, s=4, color="0.5", rasterized=True)
 axes[0].plot([0, stim.max()], [0, stim.max()], color="black", lw=0.8, ls="--")
-axes[0].set(xlabel="predicted mean (= control CD4 T cells)",
-            ylabel="real mean, stimulated CD4 T cells",
-            title=f"Means of all {cd4.n_vars:,} genes: R² = {r2_means:.2f}")
+axes[0].set(xlabel="predicted mean\n(= control mean)", ylabel="real mean, stimulated",
+            title=f"Means of {cd4.n_vars:,} genes\nR² = {r2_means:.2f}")
 axes[1].scatter(identity - ctrl, stim - ctrl, s=4, color="0.5", rasterized=True)
-axes[1].set(xlabel="predicted change (identity: always 0)",
-            ylabel="real change, stimulated - control", title="Changes: the identity predicts none")
-fig.suptitle("The identity baseline for stimulated CD4 T cells, scored two ways")
+axes[1].set(xlabel="predicted change\n(identity: always 0)", ylabel="real change",
+            title="Changes\n(the identity predicts none)")
+fig.suptitle("The identity baseline for stimulated CD4 T cells")
 plt.show()
 
 # %% [markdown]

@@ -40,9 +40,10 @@ import pandas as pd
 import scanpy as sc
 
 from course_lib.datasets import kang2018
-from course_lib.plotting import PALETTE
+from course_lib.plotting import PALETTE, use_course_style
 from course_lib.preprocessing import preprocess, subsample
 
+use_course_style()  # the course's font sizes, for scanpy's figures as for the course's own
 counts = kang2018()
 if fraction < 1:
     counts = subsample(counts, fraction, seed=seed)
@@ -66,25 +67,25 @@ counts.obs.groupby(["cell_type", "condition"], observed=True).size().unstack()
 # %%
 sc.pp.calculate_qc_metrics(counts, percent_top=None, log1p=False, inplace=True)
 conditions = list(counts.obs["condition"].cat.categories)
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), layout="constrained")
-for ax, column, what in [(axes[0], "total_counts", "UMIs"), (axes[1], "n_genes_by_counts", "genes")]:
-    ax.violinplot([counts.obs.loc[counts.obs["condition"] == c, column] for c in conditions],
-                  showmedians=True)
-    ax.set(xticks=[1, 2], xticklabels=conditions, xlabel="condition", ylabel=f"{what} per cell",
-           title=f"{what} per cell, by condition")
+fig, axes = plt.subplot_mosaic([["UMIs", "genes"], ["both", "both"]], figsize=(6.8, 7.2), layout="constrained")
+for what, column in [("UMIs", "total_counts"), ("genes", "n_genes_by_counts")]:
+    axes[what].violinplot([counts.obs.loc[counts.obs["condition"] == c, column] for c in conditions],
+                          showmedians=True)
+    axes[what].set(xticks=[1, 2], xticklabels=conditions, xlabel="condition", ylabel=f"{what} per cell",
+                   title=f"{what} per cell")
 for condition in conditions:
     cells = counts.obs[counts.obs["condition"] == condition]
-    axes[2].scatter(cells["total_counts"], cells["n_genes_by_counts"], s=2, alpha=0.4,
-                    color=PALETTE[condition], label=condition, rasterized=True)
-axes[2].set(xscale="log", yscale="log", xlabel="UMIs per cell", ylabel="genes per cell",
-            title="Library size against genes detected")
-axes[2].legend(markerscale=5, frameon=False)
+    axes["both"].scatter(cells["total_counts"], cells["n_genes_by_counts"], s=2, alpha=0.4,
+                         color=PALETTE[condition], label=condition, rasterized=True)
+axes["both"].set(xscale="log", yscale="log", xlabel="UMIs per cell", ylabel="genes per cell",
+                 title="Library size against genes detected")
+axes["both"].legend(markerscale=5, frameon=False)
 plt.show()
 
 # %% [markdown]
-# The two conditions look alike in the violins on the left and in the middle: a median of about 1,700 UMIs and 630 genes per cell, with long upper tails.
+# The two conditions look alike in the two violin plots at the top: a median of about 1,700 UMIs and 630 genes per cell, with long upper tails.
 # Every cell expresses at least 500 genes, because the published selection already removed cells below that threshold.
-# On the right, genes and UMIs rise together along one curve for both conditions, with no separate cloud of low-complexity cells.
+# At the bottom, genes and UMIs rise together along one curve for both conditions, with no separate cloud of low-complexity cells.
 # This selection contains no mitochondrial genes, so the usual mitochondrial fraction cannot be computed here; droplets with cells of two donors were recognised from their genotypes and removed in the original study.
 # We keep every cell.
 
@@ -128,12 +129,12 @@ sc.pp.pca(adata, random_state=seed)
 sc.pp.neighbors(adata, transformer="sklearn")  # exact neighbours; fast enough at this size
 sc.tl.umap(adata, random_state=seed)
 with plt.rc_context({"figure.figsize": (3.6, 3.6)}):  # size of each panel
-    sc.pl.umap(adata, color=["cell_type", "condition"], wspace=0.6,
+    sc.pl.umap(adata, color=["cell_type", "condition"], ncols=1,
                title=["Cells coloured by cell type", "Cells coloured by condition"])
 
 # %% [markdown]
-# The left panel shows that cells group by type first.
-# The right panel shows that within every type, control and stimulated cells sit side by side rather than mixed: interferon beta shifts the expression of all of them, and by a different amount in each type.
+# The upper panel shows that cells group by type first.
+# The lower panel shows that within every type, control and stimulated cells sit side by side rather than mixed: interferon beta shifts the expression of all of them, and by a different amount in each type.
 # Predicting that shift for a cell type whose stimulated cells were never measured is the task of the rest of the course.
 
 # %% [markdown]
@@ -150,15 +151,16 @@ all_genes = counts.copy()
 sc.pp.normalize_total(all_genes, target_sum=1e4)
 sc.pp.log1p(all_genes)
 dotplot = sc.pl.dotplot(all_genes, isgs, groupby=["cell_type", "condition"], standard_scale="var",
-                        return_fig=True, colorbar_title="mean expression\n(scaled per gene)",
-                        size_title="fraction of cells\nexpressing the gene")
+                        swap_axes=True, figsize=(5.6, 6.0), return_fig=True)  # genes as rows: fits the page
+dotplot.legend(colorbar_title="mean expression\n(scaled per gene)", size_title="fraction of cells\nexpressing the gene",
+               width=2.0)
 dotplot.make_figure()
-dotplot.ax_dict["mainplot_ax"].set(title="Interferon-stimulated genes by cell type and condition",
-                                   xlabel="gene", ylabel="cell type and condition")
+dotplot.ax_dict["mainplot_ax"].set(title="Interferon-stimulated genes\nby cell type and condition",
+                                   xlabel="cell type and condition", ylabel="gene")
 plt.show()
 
 # %% [markdown]
-# Every cell type switches on *ISG15*, *IFI6*, *IFIT1*, *IFIT3*, *MX1* and *LY6E*: the rows of stimulated cells are darker and fuller than the control rows just above them.
+# Every cell type switches on *ISG15*, *IFI6*, *IFIT1*, *IFIT3*, *MX1* and *LY6E*: the columns of stimulated cells are darker and fuller than the control columns just left of them.
 # The strength differs: monocytes and dendritic cells respond most strongly, and they switch on the chemokine *CXCL10* far more than lymphocytes do.
 # *IFI27* is induced almost only in monocytes and dendritic cells.
 # A model that learns one average response and applies it to every type would therefore over-predict some genes in T cells and under-predict others; chapter 3 measures exactly how much this matters.
@@ -210,7 +212,7 @@ shared = shared_representation(all_genes, keep_genes=marker_genes, seed=seed)
 sc.pp.neighbors(shared, use_rep="X_shared", transformer="sklearn")
 sc.tl.umap(shared, random_state=seed)
 with plt.rc_context({"figure.figsize": (3.6, 3.6)}):
-    sc.pl.umap(shared, color=["cell_type", "condition"], wspace=0.6,
+    sc.pl.umap(shared, color=["cell_type", "condition"], ncols=1,
                title=["Shared representation: cell type", "Shared representation: condition"])
 
 # %% [markdown]
@@ -219,14 +221,16 @@ with plt.rc_context({"figure.figsize": (3.6, 3.6)}):
 #
 # The names come from marker genes.
 # The dot plot below shows the markers of each population for the cells of each label: every label should light up its own markers and few others.
+# The genes are listed population by population, in the order of the columns, so that the markers of each label form a diagonal.
 
 # %%
-markers = sc.pl.dotplot(all_genes, PBMC_MARKERS, groupby="cell_type", standard_scale="var",
-                        return_fig=True, colorbar_title="mean expression\n(scaled per gene)",
-                        size_title="fraction of cells\nexpressing the gene")
+markers = sc.pl.dotplot(all_genes, marker_genes, groupby="cell_type", standard_scale="var",
+                        swap_axes=True, figsize=(4.6, 7.5), return_fig=True)  # genes in the order of PBMC_MARKERS
+markers.legend(colorbar_title="mean expression\n(scaled per gene)", size_title="fraction of cells\nexpressing the gene",
+               width=2.0)
 markers.make_figure()
-markers.ax_dict["mainplot_ax"].set(xlabel="marker gene", ylabel="cell type")
-markers.fig.suptitle("Canonical marker genes by assigned cell type", y=1.3)
+markers.ax_dict["mainplot_ax"].set(title="Canonical marker genes\nby assigned cell type", xlabel="cell type",
+                                   ylabel="marker gene")
 plt.show()
 
 # %% [markdown]

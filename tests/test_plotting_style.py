@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+from matplotlib.text import Text
 
 from course_lib import metrics, plotting
 from course_lib.plotting.style import DPI, FONT_SIZES, MAX_WIDTH, fit_titles, new_figure, panel_grid
@@ -81,3 +83,20 @@ def test_use_course_style_sets_fonts_and_resolution():
         plotting.use_course_style()
         assert matplotlib.rcParams["figure.dpi"] == DPI
         assert matplotlib.rcParams["axes.labelsize"] == FONT_SIZES["axes.labelsize"]
+
+
+def test_label_points_never_overlaps_labels_of_crowded_points():
+    """Six points closer together than a label is tall: every label drawn lies inside the axes and
+    clear of the others, and the first ones given are placed first."""
+    figure, ((axes,),) = new_figure(panel_size=(4, 3))
+    x, y = np.linspace(0, 0.05, 6), np.linspace(0, 0.05, 6)
+    axes.scatter(x, y)
+    axes.set(xlim=(-1, 1), ylim=(-1, 1))
+    labels = plotting.label_points(axes, x, y, [f"GENE{i}" for i in range(6)])
+    renderer = figure.canvas.get_renderer()
+    boxes = [Text.get_window_extent(label, renderer) for label in labels]
+    frame = axes.get_window_extent(renderer)
+    assert [label.get_text() for label in labels][:4] == ["GENE0", "GENE1", "GENE2", "GENE3"]
+    for i, box in enumerate(boxes):
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :])

@@ -388,18 +388,20 @@ MEASURE = """<script>
   const style = el => getComputedStyle(el);
   const scrolls = el => ["auto", "scroll"].includes(style(el).overflowX);
   const clips = el => ["hidden", "clip"].includes(style(el).overflowX);
-  // Where an element is: its section, up to four levels of tags, ids and classes, and (with
-  // withText) the start of its text.
+  // Where an element is: the id of its section, up to three levels of tags, ids and classes inside
+  // it, and (withText) the start of its text or its image file.
   const describe = (el, withText = true) => {
     const names = [];
-    for (let node = el; node && node !== main && names.length < 4; node = node.parentElement) {
-      const classes = [...node.classList].slice(0, 2).map(name => "." + name).join("");
-      names.unshift(node.localName + (node.id ? "#" + node.id : "") + classes);
+    for (let node = el; node && node !== main && names.length < 3; node = node.parentElement) {
+      if (node.localName === "section" && node !== el) break;
+      const classes = [...node.classList].filter(name => !["docutils", "container"].includes(name));
+      const id = node.id ? "#" + node.id : "";
+      names.unshift(node.localName + id + classes.slice(0, 2).map(name => "." + name).join(""));
     }
-    const section = el.closest("section[id]");
-    const text = withText ? (el.innerText || el.getAttribute("src") || "").replace(/\\s+/g, " ").trim() : "";
-    return (section ? `section #${section.id}: ` : "") + names.join(" > ")
-      + (text ? ` ("${text.slice(0, 60)}")` : "");
+    const section = el.parentElement && el.parentElement.closest("section[id]");
+    const text = withText ? (el.getAttribute("src") || el.innerText || "").replace(/\\s+/g, " ").trim() : "";
+    return (section ? `#${section.id}: ` : "") + names.join(" > ")
+      + (text ? ` ("${text.slice(0, 90)}")` : "");
   };
   const box = el => {
     const r = el.getBoundingClientRect();
@@ -727,23 +729,7 @@ def test_nothing_on_a_page_runs_past_the_column_at_laptop_width(name, site, layo
     assert problems == [], f"{name} at {LAPTOP_WIDTH} px:\n" + "\n".join(problems)
 
 
-TOO_WIDE_FIGURES = {"book/01_perturbation_modelling", "book/02_data"}
-"""Pages whose figures are still drawn wider than the column (chapter 1's evaluation figure, chapter 2's
-QC, response and labelling figures): known defects of issue 18, marked so that fixing them is noticed."""
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(reason="figures wider than the column, to be redrawn", strict=True),
-        )
-        if name in TOO_WIDE_FIGURES
-        else name
-        for name in PAGES
-    ],
-)
+@pytest.mark.parametrize("name", PAGES)
 def test_every_figure_is_shown_at_a_size_whose_text_reads(name, site, layout):
     page = site / f"{name}.html"
     problems = figure_problems(layout(page), page)

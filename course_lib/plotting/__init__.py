@@ -24,7 +24,14 @@ from course_lib.plotting.expression import (
     mean_expression_scatter,
 )
 from course_lib.plotting.metrics import energy_distance_heatmap, metric_bars, metric_curves, metric_scatter
-from course_lib.plotting.style import FALLBACK_COLORS, PALETTE, colors_for, use_course_style
+from course_lib.plotting.style import (
+    ANNOTATION_SIZE,
+    FALLBACK_COLORS,
+    PALETTE,
+    colors_for,
+    label_points,
+    use_course_style,
+)
 from course_lib.plotting.training import (
     attention_heatmap,
     training_history,
@@ -34,6 +41,7 @@ from course_lib.plotting.training import (
 from course_lib.plotting.tuning import tuning_grid, tuning_history, tuning_importances
 
 __all__ = [
+    "ANNOTATION_SIZE",
     "FALLBACK_COLORS",
     "PALETTE",
     "attention_heatmap",
@@ -45,6 +53,7 @@ __all__ = [
     "energy_distance_heatmap",
     "gene_distributions",
     "interval_dots",
+    "label_points",
     "mean_expression_scatter",
     "metric_bars",
     "metric_curves",

@@ -34,5 +34,6 @@ def confusion_heatmap(
         color = "white" if shares.iat[row, column] > 0.5 else "black"
         axes.text(column, row, f"{count:,}", ha="center", va="center", color=color, fontsize=ANNOTATION_SIZE)
     figure.colorbar(image, ax=axes, label="share of the reference type's cells")
-    axes.set(xlabel=predicted_label, ylabel=reference_label, title=title)
+    axes.set(xlabel=predicted_label, ylabel=reference_label)
+    figure.suptitle(title)  # above the heat map and its colour bar: the square map is narrower than its panel
     return figure

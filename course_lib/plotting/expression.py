@@ -10,12 +10,9 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
 
 from course_lib.keys import DEFAULT_KEYS, ObsKeys
 from course_lib.metrics import (
@@ -27,58 +24,13 @@ from course_lib.metrics import (
     top_degs,
 )
 from course_lib.plotting.style import (
-    ANNOTATION_SIZE,
     colors_for,
     figure_legend,
+    label_points,
     new_figure,
     panel_grid,
     styled,
 )
-
-_LABEL_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
-
-
-def _place_label(axes: Axes, point: tuple[float, float], text: str, placed: list[Bbox]):
-    """Annotate ``point`` at the first of 24 offsets where the text lies inside the axes and overlaps
-    none of the ``placed`` boxes (to which its box is added); None, and no label, where none fits."""
-    renderer = axes.figure.canvas.get_renderer()
-    inside = axes.get_window_extent(renderer)
-    for distance in (6, 18, 32):
-        for dx, dy in _LABEL_DIRECTIONS:
-            annotation = axes.annotate(
-                text,
-                point,
-                xytext=(dx * distance, dy * distance),
-                textcoords="offset points",
-                ha={1: "left", -1: "right", 0: "center"}[dx],
-                va={1: "bottom", -1: "top", 0: "center"}[dy],
-                fontsize=ANNOTATION_SIZE,
-                arrowprops={"arrowstyle": "-", "color": "0.3", "lw": 0.5},
-            )
-            annotation.update_positions(renderer)
-            box = Text.get_window_extent(annotation, renderer).padded(1.0)  # the text, not the arrow
-            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
-            if fits and not any(box.overlaps(other) for other in placed):
-                placed.append(box)
-                return annotation
-            annotation.remove()
-    return None
-
-
-def _label_points(axes: Axes, x: np.ndarray, y: np.ndarray, texts: Sequence[str]) -> list:
-    """Label points without overlaps (with each other and the legend), the first text first; a label
-    that fits nowhere is dropped. The layout is settled and then frozen first, so the boxes measured
-    are the boxes drawn.
-    """
-    axes.figure.canvas.draw()
-    axes.figure.set_layout_engine("none")
-    legend = axes.get_legend()
-    placed: list[Bbox] = [legend.get_window_extent()] if legend else []
-    annotations = [
-        _place_label(axes, point, text, placed)
-        for point, text in zip(zip(x, y, strict=True), texts, strict=True)
-    ]
-    return [annotation for annotation in annotations if annotation is not None]
 
 
 @styled
@@ -145,7 +97,7 @@ def mean_expression_scatter(
     )
     axes.legend(loc="upper left")
     responsive = np.argsort(-np.abs(y - c), kind="stable")[:n_labels]
-    _label_points(axes, y[responsive], y_hat[responsive], list(stim.var_names[responsive]))
+    label_points(axes, y[responsive], y_hat[responsive], list(stim.var_names[responsive]))
     return figure
 
 

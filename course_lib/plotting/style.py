@@ -19,6 +19,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from course_lib.metrics import MetricInfo, metric_info
 
@@ -146,6 +148,52 @@ def panel_grid(
     for spare in axes[n_panels:]:
         spare.set_visible(False)
     return figure, axes[:n_panels]
+
+
+_LABEL_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+
+
+def _place_label(axes: Axes, point: tuple[float, float], text: str, placed: list[Bbox]):
+    """Annotate ``point`` at the first of 24 offsets where the text lies inside the axes and overlaps
+    none of the ``placed`` boxes (to which its box is added); None, and no label, where none fits."""
+    renderer = axes.figure.canvas.get_renderer()
+    inside = axes.get_window_extent(renderer)
+    for distance in (6, 18, 32):
+        for dx, dy in _LABEL_DIRECTIONS:
+            annotation = axes.annotate(
+                text,
+                point,
+                xytext=(dx * distance, dy * distance),
+                textcoords="offset points",
+                ha={1: "left", -1: "right", 0: "center"}[dx],
+                va={1: "bottom", -1: "top", 0: "center"}[dy],
+                fontsize=ANNOTATION_SIZE,
+                arrowprops={"arrowstyle": "-", "color": "0.3", "lw": 0.5},
+            )
+            annotation.update_positions(renderer)
+            box = Text.get_window_extent(annotation, renderer).padded(1.0)  # the text, not the arrow
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if fits and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                return annotation
+            annotation.remove()
+    return None
+
+
+def label_points(axes: Axes, x: Sequence[float], y: Sequence[float], texts: Sequence[str]) -> list:
+    """Label points without overlaps (with each other and the legend), the first text first; a label
+    that fits nowhere is dropped. The layout is settled and then frozen first, so the boxes measured
+    are the boxes drawn: call it after everything else of the figure is drawn. Returns the labels.
+    """
+    axes.figure.canvas.draw()
+    axes.figure.set_layout_engine("none")
+    legend = axes.get_legend()
+    placed: list[Bbox] = [legend.get_window_extent()] if legend else []
+    annotations = [
+        _place_label(axes, point, text, placed)
+        for point, text in zip(zip(x, y, strict=True), texts, strict=True)
+    ]
+    return [annotation for annotation in annotations if annotation is not None]
 
 
 def use_course_style() -> None:
