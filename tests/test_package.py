@@ -7,6 +7,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 import sys
 import textwrap
@@ -105,6 +106,15 @@ def test_the_package_docstring_lists_every_module():
     listed = course_lib.__doc__
     top_level = {name.split(".")[1] for name in modules() if name.count(".") >= 1}
     missing = sorted(name for name in top_level if f"\n{name}\n" not in listed)
+    assert missing == []
+
+
+def test_the_api_page_documents_every_module():
+    """book/api.md has an ``automodule`` entry for every module (a package's ``__main__`` only runs it)."""
+    documented = set(
+        re.findall(r"^\.\. automodule:: (\S+)$", (ROOT / "book" / "api.md").read_text(), flags=re.M)
+    )
+    missing = sorted(name for name in modules() if not name.endswith("__main__") and name not in documented)
     assert missing == []
 
 

@@ -193,7 +193,7 @@ def discrimination_rank(
 
 
 def response_discrimination(
-    results: pd.DataFrame, *, by: Sequence[str] = ("model", "variant")
+    results: pd.DataFrame, *, by: Sequence[str] = ("model", "variant"), n_types: int | None = None
 ) -> pd.DataFrame:
     """Accuracy and mean rank of the response discrimination over a benchmark table.
 
@@ -201,13 +201,22 @@ def response_discrimination(
     Returns one row per ``by`` group: ``accuracy`` (share of rank 1), ``mean_rank``, ``n`` (ranked
     rows), ``n_types`` (types compared, K) and ``chance_accuracy`` (1 / K). A model whose ranks are all
     undefined (the identity) has NaN accuracy and rank, and ``n = 0``.
+
+    The benchmark ranks each type among all the held-out types of its grid, so K defaults to the number
+    of types in ``results``: right for a whole table. For rows of some of the types only, pass the
+    ``n_types`` that the ranks were computed among; a rank above K is refused as a sign of a wrong K.
     """
     ranks = results[results["metric"] == "discrimination_rank_all"]
     if ranks.empty:
         raise KeyError(
             "results has no 'discrimination_rank_all' rows; rerun the benchmark with this version."
         )
-    n_types = ranks["cell_type"].nunique()
+    n_types = ranks["cell_type"].nunique() if n_types is None else n_types
+    if ranks["value"].max() > n_types:
+        raise ValueError(
+            f"a rank of {ranks['value'].max():.0f} among {n_types} types: the ranks were computed among more "
+            "types than results holds; pass n_types, the number of held-out types of the benchmark."
+        )
     summary = ranks.groupby(list(by), observed=True, sort=False)["value"].agg(
         accuracy=lambda values: (
             (values == 1).sum() / values.notna().sum() if values.notna().any() else np.nan
