@@ -6,7 +6,7 @@ package) do not enter the course's environment; they live in an environment of t
     python3 -m venv .refenv
     .refenv/bin/pip install --no-deps -r benchmarks/reference/requirements.txt
     .refenv/bin/pip install --no-deps -e .
-    .refenv/bin/python benchmarks/reference_models.py            # seeds 0-2, about 20 minutes on 2 cores
+    .refenv/bin/python benchmarks/reference_models.py            # seeds 0-2, about 15 minutes on 2 cores
 
 Setup: the stimulated CD4 T cells are held out and the 2,000 highly variable genes chosen on the
 training cells only (:func:`course_lib.experiment.held_out_split`); every model trains 10 epochs; every
