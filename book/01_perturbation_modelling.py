@@ -92,8 +92,9 @@ ax.scatter(mean_ctrl[top_up], mean_stim[top_up], s=14, color=PALETTE["stimulated
            label="12 largest increases")
 for rank, i in enumerate(top_up[:8]):  # labels in a column, each joined to its gene
     ax.annotate(adata.var_names[i], (mean_ctrl[i], mean_stim[i]), fontsize=ANNOTATION_SIZE,
-                xytext=(0.3, 0.86 - 0.05 * rank), textcoords="axes fraction",
-                arrowprops={"arrowstyle": "-", "color": PALETTE["stimulated"], "lw": 0.5})
+                xytext=(0.3, 0.86 - 0.05 * rank), textcoords="axes fraction", va="center",
+                arrowprops={"arrowstyle": "-", "color": PALETTE["stimulated"], "lw": 0.5,
+                            "relpos": (0, 0.5)})  # the line leaves the label's left edge
 limit = max(mean_ctrl.max(), mean_stim.max()) * 1.05
 ax.plot([0, limit], [0, limit], color="black", lw=0.8, ls="--", label="no change")
 ax.set(xlim=(0, limit), ylim=(0, limit),

@@ -65,7 +65,7 @@ from course_lib.benchmark import (
 )
 from course_lib.datasets import kang2018
 from course_lib.metrics import CEILING, metric_info
-from course_lib.models import BASELINES
+from course_lib.models import BASELINES, MODELS
 from course_lib.preprocessing import imbalance, subsample
 
 plotting.use_course_style()
@@ -172,7 +172,6 @@ else:
 # ## The verdict
 
 # %% tags=["remove-input"]
-MODEL_NAMES = {"scgen": "scGen", "scpram": "scPRAM", "cellot": "CellOT", "mean_shift": "the mean shift"}
 bounds = overall.set_index(["model", "metric", "variant"])[["ci_low", "ci_high"]]
 
 
@@ -192,7 +191,7 @@ if len(deep) >= 2 and {"scgen", "scpram"} <= set(deep):
     lines = []
     for metric in HEADLINE_METRICS:
         parts = [
-            f"{MODEL_NAMES[model]} {change.loc[model, metric]:+.3f}{' (clear)' if clear(model, metric) else ''}"
+            f"{MODELS[model].label} {change.loc[model, metric]:+.3f}{' (clear)' if clear(model, metric) else ''}"
             for model in [*deep, "mean_shift"]
         ]
         lines.append(f"- {metric_info(metric).label}, {'higher' if metric_info(metric).higher_is_better else 'lower'} is better: {', '.join(parts)}.")
@@ -206,7 +205,7 @@ if len(deep) >= 2 and {"scgen", "scpram"} <= set(deep):
         + f", and scPRAM more than scGen on the other {len(HEADLINE_METRICS) - len(scgen_worse)}. "
         + (
             "Clear losses, with intervals that do not overlap: "
-            + ", ".join(f"{MODEL_NAMES[model]} on {metric_info(metric).label}" for model, metric in clear_losses) + ". "
+            + ", ".join(f"{MODELS[model].label} on {metric_info(metric).label}" for model, metric in clear_losses) + ". "
             if clear_losses else
             "No model's loss is clear: every pair of intervals overlaps, so with three seeds the imbalance costs each model "
             "less than the spread between its own training runs. "

@@ -82,7 +82,7 @@ from course_lib.crossstudy import cross_study_experiment, simulate_second_study
 from course_lib.datasets import kang2018
 from course_lib.experiment import cell_type_eligibility
 from course_lib.metrics import CEILING, metric_info
-from course_lib.models import BASELINES
+from course_lib.models import BASELINES, MODELS
 from course_lib.preprocessing import subsample
 
 plotting.use_course_style()
@@ -201,13 +201,12 @@ discrimination = response_discrimination(balanced, by=("model",))
 discrimination.round(3)
 
 # %% tags=["remove-input"]
-MODEL_NAMES = {"scgen": "scGen", "scpram": "scPRAM", "cellot": "CellOT", "mean_shift": "the mean shift"}
 by_model = discrimination.set_index("model")
 beating = types_beating(balanced, "mean_shift", metrics=HEADLINE_METRICS)
 n_types = beating.attrs["n_types"]
-recognised = ", ".join(f"{MODEL_NAMES[model]} {by_model.loc[model, 'accuracy']:.0%}" for model in deep_models)
+recognised = ", ".join(f"{MODELS[model].label} {by_model.loc[model, 'accuracy']:.0%}" for model in deep_models)
 lines = [
-    f"- **{MODEL_NAMES[model]}** beats the mean shift on "
+    f"- **{MODELS[model].label}** beats the mean shift on "
     + ", ".join(f"{metric_info(metric).label} for {beating.loc[model, metric]} of {n_types[metric]} types"
                 for metric in HEADLINE_METRICS)
     + "."
@@ -323,13 +322,20 @@ gain.round(3).rename(columns=lambda metric: f"{metric} (> 0: correction helps)")
 
 # %% tags=["remove-input"]
 cross_models = [model for model in ("scgen", "scpram") if model in gain.index]
+
+
+def in_prose(items):
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
+
+
 sentences = []
 for model in cross_models:
     helped = [metric_info(metric).label for metric in gain.columns if gain.loc[model, metric] > 0]
     hurt = [metric_info(metric).label for metric in gain.columns if gain.loc[model, metric] < 0]
     sentences.append(
-        f"For {MODEL_NAMES[model]} the correction improves {', '.join(helped) or 'no metric'}"
-        + (f" and worsens {', '.join(hurt)}" if hurt else "") + "."
+        f"For {MODELS[model].label} the correction improves {in_prose(helped) or 'no metric'}"
+        + (f", and worsens {in_prose(hurt)}" if hurt else "") + "."
     )
 display(Markdown(
     " ".join(sentences)

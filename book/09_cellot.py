@@ -95,7 +95,7 @@ moves.groupby("group")[["dx", "dy"]].mean().round(2)
 from course_lib.datasets import kang2018
 from course_lib.experiment import held_out_split, shared_response
 from course_lib.metrics import evaluate, metric_info
-from course_lib.models import Cellot, IdentityBaseline, MeanShiftBaseline
+from course_lib.models import MODELS, Cellot, IdentityBaseline, MeanShiftBaseline
 
 counts = kang2018()
 train, ctrl, truth = held_out_split(counts, cell_type, fraction=fraction, seed=seed)
@@ -195,7 +195,8 @@ flips_genes = [m for m in ("r2_mean", "delta_pearson", "delta_r2") if order_of(f
 scgen_vs_cellot = {metric: order_of(metric) for metric in mean_metrics + distribution_metrics}
 cellot_wins = [metric for metric, winner in scgen_vs_cellot.items() if winner == "cellot"]
 display(Markdown("\n".join([
-    f"- On the top-100 genes the leader is **{top}**; on all genes it is **{everything}**; on the distribution metrics it is **{distributions}**.",
+    f"- On the top-100 genes the leader is **{MODELS[top].label}**; on all genes it is **{MODELS[everything].label}**; "
+    f"on the distribution metrics it is **{MODELS[distributions].label}**.",
     f"- Between scGen and CellOT alone, CellOT is ahead on {len(cellot_wins)} of the {len(scgen_vs_cellot)} metrics"
     + (f" ({', '.join(f'`{m}`' for m in cellot_wins)})" if cellot_wins else "") + ".",
     ("- The order of scGen and CellOT changes with the gene set for "

@@ -339,3 +339,9 @@ def test_loading_with_another_architecture_says_what_to_do(train, tmp_path):
     fitted("scgen", train).save(tmp_path / "model")
     with pytest.raises(SavedModelError, match="do not fit a Scgen built with these options.*n_hidden=64"):
         load(tmp_path / "model", train, n_hidden=64)
+
+
+def test_every_registered_model_has_its_registry_name_and_a_distinct_label():
+    assert all(cls.name == name for name, cls in MODELS.items())
+    labels = [cls.label for cls in MODELS.values()]
+    assert all(isinstance(label, str) and label for label in labels) and len(set(labels)) == len(labels)

@@ -111,6 +111,9 @@ class PerturbationModel:
     name: ClassVar[str]
     """Key of the model in :data:`course_lib.models.MODELS`."""
 
+    label: ClassVar[str]
+    """How the chapters name the model in a sentence ("scGen", "the mean shift")."""
+
     def __init__(
         self,
         adata: ad.AnnData,

@@ -25,6 +25,7 @@ class IdentityBaseline(PerturbationModel):
     """
 
     name = "identity"
+    label = "the identity"
 
     def __init__(self, adata: ad.AnnData, **options):
         super().__init__(adata, **options)
@@ -50,6 +51,7 @@ class MeanShiftBaseline(PerturbationModel):
     """
 
     name = "mean_shift"
+    label = "the mean shift"
 
     def __init__(self, adata: ad.AnnData, *, exclude_target: bool = False, **options):
         super().__init__(adata, hyperparameters={"exclude_target": exclude_target}, **options)

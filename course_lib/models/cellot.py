@@ -350,6 +350,7 @@ class Cellot(NeuralModel):
     """
 
     name = "cellot"
+    label = "CellOT"
     history_columns = HISTORY_COLUMNS
     default_lr = 1e-4
     """Adam's learning rate of the reference, for both networks."""

@@ -74,6 +74,7 @@ class Scgen(VAEModel):
     """
 
     name = "scgen"
+    label = "scGen"
     optimizer = {"lr": 3e-3, "weight_decay": 1e-6, "eps": 0.01}
     lr_schedule = "cosine"
 

@@ -253,6 +253,7 @@ class Scpram(VAEModel):
     """
 
     name = "scpram"
+    label = "scPRAM"
     optimizer = {"lr": 5e-4, "weight_decay": 1e-5, "eps": 1e-8}
     max_grad_norm = 10.0
 
