@@ -55,7 +55,10 @@ class CheckFailed(RuntimeError):
 
 
 PIN = re.compile(r'^([A-Za-z0-9_.\-]+)==([^;\s]+)\s*(?:;\s*extra\s*==\s*"([^"]+)")?$')
-"""A requirement of course_lib's metadata: ``name==version``, optionally ``; extra == "name"``."""
+"""A requirement of course_lib's metadata: ``name==version``, optionally ``; extra == "name"``.
+
+:meta hide-value:
+"""
 
 
 def pinned_packages(*, extras: tuple[str, ...] = ("book",)) -> dict[str, str]:
